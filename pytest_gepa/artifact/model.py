@@ -1,0 +1,78 @@
+"""The artifact's schema: one JSON document per target, validated with pydantic on every read."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DevsetScores(_Strict):
+    baseline: float | None = None
+    optimized: float
+    ci: tuple[float, float]
+    n: int
+    per_example: dict[str, float]
+
+
+class Scores(_Strict):
+    val_baseline: float | None = None
+    val_optimized: float | None = None
+    devset: DevsetScores | None = None
+
+
+class DatasetProvenance(_Strict):
+    fingerprint: str
+    path: str
+    sizes: dict[str, int]
+
+
+class Provenance(_Strict):
+    dataset: DatasetProvenance
+    metric: str
+    program: str
+    structure: dict[str, dict[str, list[str]]]
+    models: dict[str, str | None]
+    versions: dict[str, str]
+
+
+class RoleUsage(_Strict):
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+
+
+class OptimizerRecord(_Strict):
+    name: str
+    budget: str | int
+    seed: int
+    metric_calls: int | None = None
+    candidates: int | None = None
+    accepted_proposals: int | None = None
+    trajectory: list[tuple[int, float]] = Field(default_factory=list)
+    stop_reason: str | None = None
+    lm_usage: dict[str, RoleUsage] = Field(default_factory=dict)
+    wall_time_s: float
+
+
+class Artifact(_Strict):
+    schema_version: int
+    target: str
+    name: str
+    program: dict[str, Any]
+    instructions: dict[str, str]
+    scores: Scores
+    provenance: Provenance
+    optimizer: OptimizerRecord
+
+    def to_json(self) -> str:
+        """Sorted keys and fixed indentation, so a prompt change reads as a small diff in review."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,98 @@
+"""Where artifacts live and how they are read and written; it never decides *whether* to write.
+
+Writes are atomic (a temporary file in the same directory, fsynced, then renamed over the old
+one) and serialised by a file lock, so an interrupted compile or two parallel writers never leave
+half a file. The lock lives in the temp directory, not beside the artifact, so it is never
+committed by accident.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+from pydantic import ValidationError
+
+from pytest_gepa.artifact.model import SCHEMA_VERSION, Artifact
+from pytest_gepa.errors import ArtifactError
+
+LOCK_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class ArtifactStore:
+    """The files of one target: ``<name>.json`` and, after a rejected compile, ``<name>.rejected.json``."""
+
+    path: Path
+
+    @property
+    def rejected_path(self) -> Path:
+        return self.path.with_name(self.path.stem + ".rejected.json")
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def read(self) -> Artifact:
+        """Parse and validate the artifact; every problem is an ArtifactError naming the file."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ArtifactError(f"{self.path}: cannot be read ({exc})") from exc
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ArtifactError(f"{self.path}: not valid JSON at line {exc.lineno}, column {exc.colno} "
+                                f"({exc.msg}); the file is truncated or corrupt") from exc
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{self.path}: expected a JSON object, found {type(data).__name__}")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            newer = isinstance(version, int) and version > SCHEMA_VERSION
+            hint = " (written by a newer pytest-gepa; upgrade it)" if newer else ""
+            raise ArtifactError(f"{self.path}: unknown schema_version {version!r}, this pytest-gepa reads "
+                                f"version {SCHEMA_VERSION}{hint}")
+        try:
+            return Artifact.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(part) for part in first["loc"])
+            raise ArtifactError(f"{self.path}: field {field!r}: {first['msg']} "
+                                f"({exc.error_count()} problem(s) in all)") from exc
+
+    def write(self, artifact: Artifact) -> None:
+        self._write_atomically(self.path, artifact.to_json())
+        self.rejected_path.unlink(missing_ok=True)
+
+    def write_rejected(self, artifact: Artifact) -> None:
+        self._write_atomically(self.rejected_path, artifact.to_json())
+
+    def _lock(self) -> FileLock:
+        key = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:24]
+        return FileLock(Path(tempfile.gettempdir(), f"pytest-gepa-{key}.lock"), timeout=LOCK_TIMEOUT_S)
+
+    def _write_atomically(self, path: Path, text: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with self._lock():
+                handle = tempfile.NamedTemporaryFile(
+                    "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+                )
+                try:
+                    with handle:
+                        handle.write(text)
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                    os.replace(handle.name, path)
+                except BaseException:
+                    Path(handle.name).unlink(missing_ok=True)
+                    raise
+        except Timeout:
+            raise ArtifactError(f"{path}: another process has held its lock for {LOCK_TIMEOUT_S:.0f}s "
+                                "(a compile of the same target in parallel?); wait for it and run again") from None

@@ -1,0 +1,164 @@
+"""Running the optimizer: the only module that imports GEPA.
+
+It returns what happened (the program, its validation scores, the trajectory, how the run ended)
+and raises ``OptimizerError`` when the run "succeeded" without ever producing a usable proposal,
+which dspy's GEPA otherwise reports by silently returning the seed program.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_gepa.errors import OptimizerError
+from pytest_gepa.metrics import Metric
+
+# Fewer words than this is not an instruction (a weak reflection LM's one-word "proposals").
+MIN_INSTRUCTION_WORDS = 3
+
+
+@dataclass
+class OptimizationRun:
+    """What one optimizer run produced, for the artifact and the summary."""
+
+    program: Any
+    val_baseline: float | None
+    val_optimized: float | None
+    metric_calls: int | None
+    candidates: int
+    accepted_proposals: int
+    trajectory: list[tuple[int, float]]
+    wall_time_s: float
+    stop_reason: str | None = None
+
+
+@dataclass
+class CompileObserver:
+    """A GEPA callback: progress lines, the score trajectory, and what the proposals looked like."""
+
+    progress: Callable[[str], None]
+    budget: int | None = None
+    iteration: int = 0
+    accepted: int = 0
+    proposals: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    trajectory: list[tuple[int, float]] = field(default_factory=list)
+    best: float | None = None
+    metric_calls: int = 0
+
+    def on_valset_evaluated(self, event: dict[str, Any]) -> None:
+        score = float(event["average_score"])
+        if self.best is None or score > self.best:
+            self.best = score
+            self.trajectory.append((self.metric_calls, score))
+
+    def on_budget_updated(self, event: dict[str, Any]) -> None:
+        self.metric_calls = int(event["metric_calls_used"])
+        remaining = event.get("metric_calls_remaining")
+        if remaining is not None:
+            self.budget = self.metric_calls + int(remaining)
+
+    def on_proposal_end(self, event: dict[str, Any]) -> None:
+        self.proposals.extend(str(text) for text in event.get("new_instructions", {}).values())
+
+    def on_candidate_accepted(self, event: dict[str, Any]) -> None:
+        self.accepted += 1
+
+    def on_error(self, event: dict[str, Any]) -> None:
+        exc = event.get("exception")
+        self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def on_iteration_end(self, event: dict[str, Any]) -> None:
+        self.iteration = int(event["iteration"])
+        budget = f"/{self.budget}" if self.budget else ""
+        best = "n/a" if self.best is None else f"{self.best:.3f}"
+        self.progress(f"iteration {self.iteration}: best val {best}, metric calls {self.metric_calls}{budget}")
+
+
+def gepa_metric(metric: Metric) -> Metric:
+    """GEPA calls metrics with five arguments; adapt a plain (gold, pred) metric to that."""
+    import inspect
+
+    try:
+        inspect.signature(metric).bind(None, None, None, None, None)
+        return metric
+    except (TypeError, ValueError):
+        pass
+
+    def five_argument_metric(gold: Any, pred: Any, trace: Any = None, pred_name: Any = None,
+                             pred_trace: Any = None) -> Any:
+        return metric(gold, pred)
+
+    return five_argument_metric
+
+
+def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metric, *, task_lm: Any,
+             reflection_lm: Any, budget: str | int, seed: int, threads: int,
+             progress: Callable[[str], None], reflection_failures: Callable[[], str | None],
+             options: dict[str, Any]) -> OptimizationRun:
+    """Run dspy's real GEPA on train/val and return the best program with what the run looked like."""
+    import dspy
+
+    observer = CompileObserver(progress=progress)
+    gepa_kwargs = dict(options.pop("gepa_kwargs", {}) or {})
+    gepa_kwargs["callbacks"] = [*gepa_kwargs.get("callbacks", []), observer]
+    budget_kwargs: dict[str, Any] = {"auto": budget} if isinstance(budget, str) else {"max_metric_calls": budget}
+    optimizer = dspy.GEPA(
+        metric=gepa_metric(metric),
+        reflection_lm=reflection_lm,
+        num_threads=threads,
+        seed=seed,
+        track_stats=True,
+        gepa_kwargs=gepa_kwargs,
+        **{**budget_kwargs, **options},
+    )
+    started = time.perf_counter()
+    with dspy.context(lm=task_lm):
+        optimized = optimizer.compile(program, trainset=trainset, valset=valset)
+    wall = time.perf_counter() - started
+    results = optimized.detailed_results
+    scores = list(results.val_aggregate_scores)
+    run = OptimizationRun(
+        program=optimized,
+        val_baseline=scores[0] if scores else None,
+        val_optimized=scores[results.best_idx] if scores else None,
+        metric_calls=results.total_metric_calls,
+        candidates=len(results.candidates),
+        accepted_proposals=observer.accepted,
+        trajectory=observer.trajectory,
+        wall_time_s=round(wall, 3),
+    )
+    _check_the_run_did_something(run, observer, reflection_failures())
+    if run.stop_reason is None:
+        run.stop_reason = "budget used"
+    return run
+
+
+def _check_the_run_did_something(run: OptimizationRun, observer: CompileObserver, reflection_error: str | None) -> None:
+    """GEPA returns the seed program when no proposal was ever accepted; say why instead."""
+    if run.candidates > 1 or (run.val_baseline is not None and run.val_baseline >= 1.0):
+        return
+    if reflection_error:
+        raise OptimizerError(
+            "GEPA accepted no new instruction because the reflection LM failed "
+            f"(first error: {reflection_error}). Check --gepa-reflection-lm and its endpoint."
+        )
+    usable = [p for p in observer.proposals if len(p.split()) >= MIN_INSTRUCTION_WORDS]
+    if observer.proposals and not usable:
+        shown = ", ".join(repr(p) for p in observer.proposals[:3])
+        raise OptimizerError(
+            f"the reflection LM's proposals are not usable instructions ({shown}); "
+            "use a stronger reflection model (--gepa-reflection-lm)."
+        )
+    if not observer.proposals:
+        detail = f" (errors: {observer.errors[0]})" if observer.errors else ""
+        raise OptimizerError(
+            f"GEPA made no proposal at all in {observer.iteration} iteration(s){detail}; the reflection LM "
+            "returned nothing usable or the budget was too small. Try a larger --gepa-budget."
+        )
+    # Proposals were made and scored, none was better: a real result (the starting prompt may be
+    # good already). The artifact is written, and says so.
+    run.stop_reason = (f"none of {len(observer.proposals)} proposal(s) beat the starting instruction "
+                       "on the validation split")

@@ -1,0 +1,155 @@
+"""pytest-gepa's hooks and fixtures: wiring only, the work lives in the modules they call.
+
+Nothing heavy is imported here: dspy, litellm and gepa load on the first use of a ``gepa``
+fixture, so a test run that uses none starts as fast as without the plugin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_gepa.errors import GepaError
+from pytest_gepa.options import add_options
+from pytest_gepa.session import SESSION_KEY, GepaSession
+from pytest_gepa.settings import SETTINGS_KEY, Settings, resolve_settings
+
+if TYPE_CHECKING:
+    from pytest_gepa.datasets import ExampleSet
+    from pytest_gepa.target import GepaTarget
+
+CALL_FAILED_KEY = pytest.StashKey[bool]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register the ``gepa`` option group and its ini keys."""
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Resolve settings once, so a bad value stops the run before any test (exit code 4)."""
+    settings = resolve_settings(config)
+    config.stash[SETTINGS_KEY] = settings
+    config.stash[SESSION_KEY] = GepaSession(settings=settings)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """Show a gepa failure as its one explanatory message, not a traceback through the plugin."""
+    report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(GepaError):
+        report.longrepr = f"{type(call.excinfo.value).__name__}: {call.excinfo.value}"
+    if call.when == "call":
+        item.stash[CALL_FAILED_KEY] = report.failed
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One row per target, then the command to run next; silent when no target ran."""
+    session = terminalreporter.config.stash.get(SESSION_KEY, None)
+    if session is None or not session.reports or hasattr(terminalreporter.config, "workerinput"):
+        return
+    from pytest_gepa.report import summary_lines
+
+    terminalreporter.write_sep("=", "gepa")
+    for line in summary_lines(session.reports):
+        terminalreporter.write_line(line)
+
+
+# -- fixtures --------------------------------------------------------------------------------
+
+
+def _settings(config: pytest.Config) -> Settings:
+    return config.stash[SETTINGS_KEY]
+
+
+def _role_lm(config: pytest.Config, role: str, model: str | None, fallback: str | None = None) -> Any:
+    from pytest_gepa.lms import build_lm
+
+    chosen = model or fallback
+    if not chosen:
+        flag, ini = f"--gepa-{role}-lm", f"gepa_{role}_lm"
+        pytest.fail(
+            f"No {role} LM configured: pass {flag} MODEL (a litellm model string such as "
+            f"'openai/gpt-4o-mini'), set the ini key {ini}, or override the gepa_{role}_lm fixture "
+            "in conftest.py.",
+            pytrace=False,
+        )
+    return build_lm(chosen, retries=_settings(config).retries)
+
+
+@pytest.fixture(scope="session")
+def gepa_task_lm(pytestconfig: pytest.Config) -> Any:
+    """The LM the compiled program runs on (``--gepa-task-lm`` / ini ``gepa_task_lm``)."""
+    return _role_lm(pytestconfig, "task", _settings(pytestconfig).task_lm)
+
+
+@pytest.fixture(scope="session")
+def gepa_reflection_lm(pytestconfig: pytest.Config) -> Any:
+    """GEPA's reflection LM (``--gepa-reflection-lm``); defaults to the task model."""
+    settings = _settings(pytestconfig)
+    return _role_lm(pytestconfig, "reflection", settings.reflection_lm, settings.task_lm)
+
+
+@pytest.fixture(scope="session")
+def gepa_judge_lm(pytestconfig: pytest.Config) -> Any:
+    """The LM that scores rubric criteria (``--gepa-judge-lm``); defaults to the task model."""
+    settings = _settings(pytestconfig)
+    return _role_lm(pytestconfig, "judge", settings.judge_lm, settings.task_lm)
+
+
+def _fail_readably(error: GepaError) -> None:
+    pytest.fail(f"{type(error).__name__}: {error}", pytrace=False)
+
+
+@pytest.fixture
+def gepa_examples(request: pytest.FixtureRequest) -> Callable[..., ExampleSet]:
+    """Load labeled examples; a relative path is relative to the requesting test file."""
+    from pytest_gepa.datasets import load_examples
+
+    def load(path: str | Path, *, inputs: list[str] | tuple[str, ...], split: Any = None) -> ExampleSet:
+        try:
+            return load_examples(request.path.parent / path, inputs=inputs, split=split)
+        except GepaError as error:
+            _fail_readably(error)
+            raise  # unreachable: pytest.fail raises
+
+    return load
+
+
+def _progress_writer(config: pytest.Config) -> Callable[[str], None]:
+    """Progress lines reach the terminal even while pytest captures the test's output."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or hasattr(config, "workerinput") or config.get_verbosity() < 0:
+        return lambda line: None
+
+    def write(line: str) -> None:
+        if capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(f"[gepa] {line}")
+        else:
+            reporter.write_line(f"[gepa] {line}")
+
+    return write
+
+
+@pytest.fixture
+def gepa(request: pytest.FixtureRequest) -> Generator[GepaTarget, None, None]:
+    """This test's build-step handle: ``gepa.compile(...)`` and ``gepa.gate(...)``."""
+    from pytest_gepa.target import GepaTarget
+
+    config = request.config
+    handle = GepaTarget(
+        nodeid=request.node.nodeid,
+        node_name=request.node.name,
+        test_file=Path(request.path),
+        session=config.stash[SESSION_KEY],
+        get_lm=lambda role: request.getfixturevalue(f"gepa_{role}_lm"),
+        progress=_progress_writer(config),
+    )
+    yield handle
+    handle.finish(test_failed=request.node.stash.get(CALL_FAILED_KEY, True))

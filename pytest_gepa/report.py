@@ -1,0 +1,102 @@
+"""The run's gepa results: data first (one ``TargetReport`` per target), terminal lines second."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class TargetReport:
+    """One target's row: what ran, what it scored against which thresholds, what it cost."""
+
+    nodeid: str
+    name: str
+    mode: str
+    artifact: str
+    status: str = "pending"
+    score: float | None = None
+    ci: tuple[float, float] | None = None
+    min_score: float | None = None
+    max_drop: float | None = None
+    recorded: float | None = None
+    baseline: float | None = None
+    lm_calls: dict[str, int] = field(default_factory=dict)
+    tokens: dict[str, int] = field(default_factory=dict)
+    cost_usd: float | None = None
+    message: str = ""
+    stop_reason: str | None = None
+    metric_calls: int | None = None
+    per_example: list[dict[str, Any]] = field(default_factory=list)
+    instructions: dict[str, str] = field(default_factory=dict)
+    previous_instructions: dict[str, str] = field(default_factory=dict)
+    trajectory: list[tuple[int, float]] = field(default_factory=list)
+
+    @property
+    def delta(self) -> float | None:
+        if self.score is None or self.recorded is None:
+            return None
+        return self.score - self.recorded
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["delta"] = self.delta
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TargetReport:
+        data = dict(data)
+        data.pop("delta", None)
+        if data.get("ci") is not None:
+            data["ci"] = tuple(data["ci"])
+        data["trajectory"] = [tuple(point) for point in data.get("trajectory", [])]
+        return cls(**data)
+
+
+FAILED_STATUSES = ("failed", "stale", "missing", "corrupt", "lm error", "rejected", "optimizer error")
+
+
+def _num(value: float | None, fmt: str = "{:.3f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def summary_lines(reports: Sequence[TargetReport]) -> list[str]:
+    """The terminal summary: a table of targets, then the command to run next."""
+    header = ("target", "mode", "score (95% CI)", "threshold", "recorded", "delta", "LM calls", "cost", "status")
+    rows = []
+    for r in reports:
+        ci = f" ({r.ci[0]:.2f}-{r.ci[1]:.2f})" if r.ci else ""
+        threshold = " ".join(
+            part for part in (
+                f">={r.min_score:.2f}" if r.min_score is not None else "",
+                f"drop<={r.max_drop:.2f}" if r.max_drop is not None and r.recorded is not None else "",
+            ) if part
+        ) or "-"
+        calls = "/".join(str(r.lm_calls.get(role, 0)) for role in ("task", "reflection", "judge"))
+        rows.append((r.nodeid if r.name in r.nodeid else f"{r.nodeid} [{r.name}]", r.mode,
+                     _num(r.score) + ci, threshold, _num(r.recorded),
+                     _num(r.delta, "{:+.3f}"), calls, _num(r.cost_usd, "${:.4f}"), r.status))
+    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+             for row in (header, *rows)]
+    lines.append("LM calls are task/reflection/judge.")
+    lines.extend(next_steps(reports))
+    return lines
+
+
+def next_steps(reports: Sequence[TargetReport]) -> list[str]:
+    """The one command a person should run next, given how the targets ended."""
+    to_compile = sorted({r.nodeid for r in reports if r.status in ("missing", "stale", "corrupt")})
+    regressed = sorted({r.nodeid for r in reports if r.status in ("failed", "rejected")})
+    lines = []
+    if to_compile:
+        lines.append("Next: create or refresh the artifacts with  pytest --gepa-compile " + " ".join(to_compile))
+    if regressed:
+        lines.append("Regressed: review the examples above, then fix the prompt, data or model, or "
+                     "recompile with  pytest --gepa-compile " + " ".join(regressed))
+    if any(r.status == "compiled" for r in reports):
+        lines.append("Next: review the artifact diff (git diff -- '*gepa_artifacts*') and commit it.")
+    if not lines and reports and all(r.status == "passed" for r in reports):
+        lines.append("All gates passed.")
+    return lines

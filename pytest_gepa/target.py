@@ -1,0 +1,428 @@
+"""The ``gepa`` fixture: one test's build-step handle, the one place that decides compile or gate.
+
+In gate mode ``compile`` loads the committed artifact and ``gate`` holds it to its thresholds. In
+compile mode ``compile`` runs the optimizer and ``gate`` decides whether the candidate may replace
+the artifact. The artifact store only reads and writes; the decisions are all here.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_gepa import __version__
+from pytest_gepa.artifact import serializer
+from pytest_gepa.artifact.model import (
+    SCHEMA_VERSION,
+    Artifact,
+    DatasetProvenance,
+    DevsetScores,
+    OptimizerRecord,
+    Provenance,
+    RoleUsage,
+    Scores,
+)
+from pytest_gepa.artifact.store import ArtifactStore
+from pytest_gepa.errors import (
+    ArtifactError,
+    GepaError,
+    GepaWarning,
+    LMError,
+    StaleArtifactError,
+)
+from pytest_gepa.evaluate import Evaluation, evaluate
+from pytest_gepa.gate import GateResult, GateVerdict, assess, error_share_too_high
+from pytest_gepa.lms import ROLES, RoleCounter, cost_usd
+from pytest_gepa.metrics import Metric, metric_fingerprint
+from pytest_gepa.report import TargetReport
+from pytest_gepa.session import GepaSession
+
+
+def artifact_path(test_file: Path, name: str, artifact_dir: Path | None) -> Path:
+    """``<test dir>/gepa_artifacts/<module>/<name>.json``, or under ``--gepa-artifact-dir``."""
+    base = artifact_dir if artifact_dir is not None else test_file.parent / "gepa_artifacts"
+    return base / test_file.stem / f"{name}.json"
+
+
+def default_name(node_name: str) -> str:
+    """The test's name, made safe as a file name (``test_x[a-b]`` becomes ``test_x-a-b``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", node_name).strip("-")
+
+
+@dataclass
+class _Target:
+    """One compiled program inside a test: its files, inputs and what happened to it so far."""
+
+    name: str
+    store: ArtifactStore
+    examples: Any
+    metric: Metric
+    report: TargetReport
+    usage_before: dict[str, RoleCounter]
+    artifact: Artifact | None = None  # gate mode: the loaded one; compile mode: the one it would replace
+    baseline_program: Any = None
+    run: Any = None
+    gated: bool = False
+    done: bool = False
+    devset_scores: DevsetScores | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+class GepaTarget:
+    """``gepa.compile(...)`` and ``gepa.gate(...)`` for one test."""
+
+    def __init__(self, *, nodeid: str, node_name: str, test_file: Path, session: GepaSession,
+                 get_lm: Callable[[str], Any], progress: Callable[[str], None]) -> None:
+        self._nodeid = nodeid
+        self._node_name = node_name
+        self._test_file = test_file
+        self._session = session
+        self._settings = session.settings
+        self._get_lm = get_lm
+        self._progress = progress
+        self._targets: dict[str, _Target] = {}
+        self._by_program: dict[int, _Target] = {}
+
+    # -- compile ---------------------------------------------------------------------------
+
+    def compile(self, program: Any, examples: Any, metric: Metric, *, name: str | None = None,
+                **optimizer_options: Any) -> Any:
+        """Gate mode: load the stored artifact into ``program``. Compile mode: run the optimizer."""
+        target = self._new_target(name, examples, metric)
+        if self._settings.compile:
+            optimized = self._optimize(target, program, optimizer_options)
+        else:
+            optimized = self._load(target, program)
+        self._by_program[id(optimized)] = target
+        return optimized
+
+    def _new_target(self, name: str | None, examples: Any, metric: Metric) -> _Target:
+        if name is None:
+            if self._targets:
+                raise GepaError("this test compiles more than one program: give each a name, "
+                                "gepa.compile(..., name='...')")
+            name = default_name(self._node_name)
+        if name in self._targets:
+            raise GepaError(f"this test already compiled a program named {name!r}; names must be unique")
+        path = artifact_path(self._test_file, name, self._settings.artifact_dir)
+        report = TargetReport(nodeid=self._nodeid, name=name, mode=self._settings.mode,
+                              artifact=str(path))
+        self._session.reports.append(report)
+        target = _Target(name=name, store=ArtifactStore(path), examples=examples, metric=metric,
+                         report=report, usage_before=self._session.meter.snapshot())
+        self._targets[name] = target
+        return target
+
+    def _compile_command(self) -> str:
+        return f"pytest --gepa-compile {self._nodeid}"
+
+    def _load(self, target: _Target, program: Any) -> Any:
+        store = target.store
+        if not store.exists():
+            target.report.status = "missing"
+            raise ArtifactError(
+                f"No compiled artifact for {self._nodeid!r} at '{store.path}'. "
+                f"Run `{self._compile_command()}` to create it."
+            )
+        try:
+            artifact = store.read()
+        except ArtifactError as exc:
+            target.report.status = "corrupt"
+            raise ArtifactError(f"{exc}. Run `{self._compile_command()}` to recompile it.") from exc
+        target.artifact = artifact
+        target.report.instructions = dict(artifact.instructions)
+        self._check_stale(target, program, artifact)
+        try:
+            serializer.load_program(program, artifact.program, where=str(store.path))
+        except ArtifactError as exc:
+            target.report.status = "corrupt"
+            raise ArtifactError(f"{exc} Run `{self._compile_command()}` to recompile it.") from exc
+        self._attach_task_lm(program)
+        return program
+
+    def _check_stale(self, target: _Target, program: Any, artifact: Artifact) -> None:
+        recorded = artifact.provenance
+        changes = serializer.structure_changes(recorded.structure, serializer.structure(program))
+        task_model = self._model_of("task")
+        if recorded.models.get("task") != task_model:
+            changes.append(f"task model changed from {recorded.models.get('task')!r} to {task_model!r}")
+        if changes:
+            target.report.status = "stale"
+            raise StaleArtifactError(
+                f"The artifact '{target.store.path}' is stale: " + "; ".join(changes)
+                + f". Run `{self._compile_command()}` to recompile it."
+            )
+        drift = []
+        if recorded.dataset.fingerprint != target.examples.fingerprint:
+            drift.append("the labeled examples changed")
+        if recorded.metric != metric_fingerprint(target.metric):
+            drift.append("the metric changed")
+        if drift:
+            warnings.warn(GepaWarning(
+                f"{self._nodeid} [{target.name}]: {' and '.join(drift)} since the artifact was compiled; "
+                "the regression check compares only the examples present in both. "
+                f"Recompile with `{self._compile_command()}` to refresh it."
+            ), stacklevel=3)
+
+    def _optimize(self, target: _Target, program: Any, options: dict[str, Any]) -> Any:
+        from pytest_gepa.optimize import run_gepa
+
+        target.examples.require("train", "val", purpose="compile")
+        if target.store.exists():
+            try:
+                target.artifact = target.store.read()
+                target.report.previous_instructions = dict(target.artifact.instructions)
+            except ArtifactError:
+                target.artifact = None  # a corrupt artifact is simply replaced
+        task_lm, reflection_lm = self._lm("task"), self._lm("reflection")
+        target.baseline_program = program.deepcopy()
+        self._progress(f"compiling {self._nodeid} [{target.name}] with GEPA, budget {self._settings.budget}")
+        run = run_gepa(
+            program, list(target.examples.train), list(target.examples.val), target.metric,
+            task_lm=task_lm, reflection_lm=reflection_lm, budget=self._settings.budget,
+            seed=self._settings.seed, threads=self._settings.threads,
+            progress=lambda line: self._progress(f"  {target.name}: {line}"),
+            reflection_failures=lambda: self._failure_of("reflection", target),
+            options=dict(options),
+        )
+        self._raise_if_lm_failed("task", target)
+        target.run = run
+        report = target.report
+        report.baseline = run.val_baseline
+        report.stop_reason = run.stop_reason
+        report.metric_calls = run.metric_calls
+        report.trajectory = list(run.trajectory)
+        report.instructions = serializer.instructions(run.program)
+        self._attach_task_lm(run.program)
+        return run.program
+
+    # -- gate ------------------------------------------------------------------------------
+
+    def gate(self, program: Any, devset: Sequence[Any], metric: Metric, *, min_score: float | None = None,
+             max_drop: float | None = None) -> GateResult:
+        """Score ``program`` on ``devset`` and fail the test when it misses a threshold."""
+        target = self._target_of(program)
+        target.gated = True
+        settings = self._settings
+        min_score = settings.min_score if min_score is None else min_score
+        max_drop = settings.max_drop if max_drop is None else max_drop
+        for label, value in (("min_score", min_score), ("max_drop", max_drop)):
+            if value is not None and not 0 <= value <= 1:
+                raise GepaError(f"gepa.gate: {label}={value!r} is outside [0, 1]")
+        report = target.report
+        report.min_score, report.max_drop = min_score, max_drop
+        devset = list(devset)
+        if not devset:
+            raise GepaError(f"gepa.gate: the devset of {target.name!r} is empty; pass examples to score")
+        evaluation = self._evaluate(target, program, devset, metric)
+        report.score, report.ci = evaluation.score, evaluation.ci
+        report.per_example = [
+            {"id": r.id, "score": r.score, "feedback": r.feedback, "error": r.error} for r in evaluation.results
+        ]
+        if settings.compile:
+            return self._gate_candidate(target, program, devset, metric, evaluation, min_score, max_drop)
+        return self._gate_artifact(target, evaluation, min_score, max_drop)
+
+    def _evaluate(self, target: _Target, program: Any, devset: list[Any], metric: Metric) -> Evaluation:
+        evaluation = evaluate(program, devset, metric, lm=self._lm("task"), threads=self._settings.threads)
+        if error_share_too_high(len(evaluation.errors), len(evaluation.results)):
+            target.report.status = "lm error"
+            first = evaluation.errors[0]
+            role = "task"
+            raise LMError(
+                f"{len(evaluation.errors)} of {len(evaluation.results)} examples could not be scored: "
+                f"LM error from {self._describe_lm(role)}: {first.error}. "
+                "This is an infrastructure error, not a low score; check the model and its endpoint."
+            )
+        return evaluation
+
+    def _gate_artifact(self, target: _Target, evaluation: Evaluation, min_score: float | None,
+                       max_drop: float | None) -> GateResult:
+        recorded = target.artifact.scores.devset if target.artifact is not None else None
+        verdict, old = assess(evaluation.per_example, evaluation.feedback, min_score=min_score, max_drop=max_drop,
+                              recorded=recorded.per_example if recorded is not None else None)
+        target.report.recorded = old
+        result = self._conclude(target, evaluation, verdict)
+        if verdict.passed:
+            target.report.status = "passed"
+            return result
+        target.report.status = "failed"
+        raise GateFailure(f"gepa gate failed for {self._nodeid} [{target.name}]:\n{verdict.explain()}")
+
+    def _gate_candidate(self, target: _Target, program: Any, devset: list[Any], metric: Metric,
+                        evaluation: Evaluation, min_score: float | None, max_drop: float | None) -> GateResult:
+        baseline = self._evaluate(target, target.baseline_program, devset, metric)
+        target.devset_scores = DevsetScores(
+            baseline=baseline.score, optimized=evaluation.score, ci=evaluation.ci,
+            n=len(evaluation.scored), per_example=evaluation.per_example,
+        )
+        previous = target.artifact.scores.devset if target.artifact is not None else None
+        # A candidate may not be worse than what it replaces beyond max_drop (0 when unset).
+        verdict, old = assess(evaluation.per_example, evaluation.feedback, min_score=min_score,
+                              max_drop=max_drop or 0.0, recorded=previous.per_example if previous else None,
+                              recorded_what="the artifact it would replace")
+        target.report.recorded = old
+        artifact = self._build_artifact(target, program)
+        result = self._conclude(target, evaluation, verdict)
+        if verdict.passed:
+            target.store.write(artifact)
+            target.report.status = "compiled"
+            return result
+        target.store.write_rejected(artifact)
+        target.report.status = "rejected"
+        kept = "The previous artifact is unchanged" if target.store.exists() else "No artifact was written"
+        raise GateFailure(
+            f"gepa compile of {self._nodeid} [{target.name}] rejected:\n{verdict.explain()}\n"
+            f"{kept}; the candidate is saved for review at '{target.store.rejected_path}'."
+        )
+
+    def _conclude(self, target: _Target, evaluation: Evaluation, verdict: GateVerdict) -> GateResult:
+        self._finish_usage(target)
+        target.done = True
+        target.report.message = "" if verdict.passed else verdict.explain()
+        return GateResult(score=evaluation.score, ci=evaluation.ci, per_example=evaluation.per_example,
+                          passed=verdict.passed, verdict=verdict, errors=len(evaluation.errors))
+
+    # -- end of test -----------------------------------------------------------------------
+
+    def finish(self, *, test_failed: bool) -> None:
+        """At teardown: a compiled target whose test never called ``gate`` is written now."""
+        for target in self._targets.values():
+            if target.done:
+                continue
+            if self._settings.compile and target.run is not None and not test_failed:
+                target.store.write(self._build_artifact(target, target.run.program))
+                target.report.status = "compiled"
+            elif target.report.status == "pending":
+                target.report.status = "error" if test_failed else ("loaded" if not self._settings.compile
+                                                                    else "error")
+            self._finish_usage(target)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _target_of(self, program: Any) -> _Target:
+        target = self._by_program.get(id(program))
+        if target is not None:
+            return target
+        if len(self._targets) == 1:
+            return next(iter(self._targets.values()))
+        if not self._targets:
+            raise GepaError("gepa.gate needs a program returned by gepa.compile in the same test")
+        raise GepaError("gepa.gate: this program was not returned by gepa.compile in this test; "
+                        f"pass one of the compiled programs ({', '.join(self._targets)})")
+
+    def _lm(self, role: str) -> Any:
+        return self._session.meter.attach(self._get_lm(role), role)
+
+    def _model_of(self, role: str) -> str | None:
+        model = getattr(self._lm(role), "model", None)
+        return None if model is None else str(model)
+
+    def _describe_lm(self, role: str) -> str:
+        lm = self._lm(role)
+        base = (getattr(lm, "kwargs", {}) or {}).get("api_base")
+        where = f" at {base}" if base else ""
+        return f"the {role} model {getattr(lm, 'model', '?')!r}{where}"
+
+    def _attach_task_lm(self, program: Any) -> None:
+        """The returned program is ready to call: predictors without an LM get the task LM."""
+        task_lm = self._lm("task")
+        for _, predictor in program.named_predictors():
+            if getattr(predictor, "lm", None) is None:
+                predictor.lm = task_lm
+
+    def _failure_of(self, role: str, target: _Target) -> str | None:
+        used = self._session.meter.since(target.usage_before)[role]
+        return used.first_error if used.failures else None
+
+    def _raise_if_lm_failed(self, role: str, target: _Target) -> None:
+        used = self._session.meter.since(target.usage_before)[role]
+        if used.calls and error_share_too_high(used.failures, used.calls):
+            target.report.status = "lm error"
+            raise LMError(
+                f"{used.failures} of {used.calls} calls to {self._describe_lm(role)} failed "
+                f"(first error: {used.first_error}); the optimizer's scores would be meaningless. "
+                "The previous artifact is unchanged."
+            )
+
+    def _finish_usage(self, target: _Target) -> None:
+        used = self._session.meter.since(target.usage_before)
+        report = target.report
+        report.lm_calls = {role: used[role].calls for role in ROLES}
+        report.tokens = {role: used[role].prompt_tokens + used[role].completion_tokens for role in ROLES}
+        costs = [cost_usd(self._session.meter.models.get(role), used[role].prompt_tokens,
+                          used[role].completion_tokens) for role in ROLES if used[role].calls]
+        known = [c for c in costs if c is not None]
+        report.cost_usd = sum(known) if known and len(known) == len(costs) else None
+
+    def _usage_record(self, target: _Target) -> dict[str, RoleUsage]:
+        used = self._session.meter.since(target.usage_before)
+        return {
+            role: RoleUsage(
+                calls=used[role].calls, prompt_tokens=used[role].prompt_tokens,
+                completion_tokens=used[role].completion_tokens,
+                cost_usd=cost_usd(self._session.meter.models.get(role), used[role].prompt_tokens,
+                                  used[role].completion_tokens),
+            )
+            for role in ROLES if used[role].calls
+        }
+
+    def _build_artifact(self, target: _Target, program: Any) -> Artifact:
+        import dspy
+
+        run = target.run
+        examples = target.examples
+        structure = serializer.structure(program)
+        return Artifact(
+            schema_version=SCHEMA_VERSION,
+            target=self._nodeid,
+            name=target.name,
+            program=serializer.program_state(program),
+            instructions=serializer.instructions(program),
+            scores=Scores(val_baseline=run.val_baseline, val_optimized=run.val_optimized,
+                          devset=target.devset_scores),
+            provenance=Provenance(
+                dataset=DatasetProvenance(
+                    fingerprint=examples.fingerprint,
+                    path=_relative(examples.path, self._test_file.parent),
+                    sizes={"train": len(examples.train), "val": len(examples.val), "test": len(examples.test)},
+                ),
+                metric=metric_fingerprint(target.metric),
+                program=serializer.fingerprint(structure),
+                structure=structure,
+                models={role: self._session.meter.models.get(role) for role in ROLES
+                        if self._session.meter.models.get(role)},
+                versions={"dspy": dspy.__version__, "gepa": _version("gepa"), "pytest-gepa": __version__},
+            ),
+            optimizer=OptimizerRecord(
+                name="gepa", budget=self._settings.budget, seed=self._settings.seed,
+                metric_calls=run.metric_calls, candidates=run.candidates,
+                accepted_proposals=run.accepted_proposals, trajectory=run.trajectory,
+                stop_reason=run.stop_reason, lm_usage=self._usage_record(target), wall_time_s=run.wall_time_s,
+            ),
+        )
+
+
+class GateFailure(GepaError):
+    """The gate said no: a regression or a rejected candidate, with the sentences that explain it."""
+
+
+def _relative(path: Path, start: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(start.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "unknown"
