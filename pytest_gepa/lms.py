@@ -8,6 +8,7 @@ survives the copies GEPA makes.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,11 @@ class UsageMeter:
     models: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _current: threading.local = field(default_factory=threading.local)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> UsageMeter:
+        # dspy deep-copies its context (usage tracker included) into worker threads; the copies
+        # must keep counting into this one meter.
+        return self
 
     def attach(self, lm: Any, role: str) -> Any:
         """Count this LM's calls under ``role`` (once per LM object; later calls are no-ops)."""
@@ -107,11 +113,11 @@ class UsageMeter:
 
 def cost_usd(model: str | None, prompt_tokens: int, completion_tokens: int) -> float | None:
     """The price of these tokens where litellm's (local) cost map knows the model; None elsewhere."""
-    if not model or (prompt_tokens == 0 and completion_tokens == 0):
-        return None if not model else 0.0
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    # Only LMs that went through litellm have a litellm price; importing it just to ask costs seconds.
+    litellm = sys.modules.get("litellm")
+    if not model or litellm is None:
+        return None
     try:
-        import litellm
 
         prompt_cost, completion_cost = litellm.cost_per_token(
             model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens

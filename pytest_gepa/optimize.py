@@ -47,6 +47,8 @@ class CompileObserver:
     trajectory: list[tuple[int, float]] = field(default_factory=list)
     best: float | None = None
     metric_calls: int = 0
+    _last_reported_best: float | None = None
+    _last_reported_quarter: int = 0
 
     def on_valset_evaluated(self, event: dict[str, Any]) -> None:
         score = float(event["average_score"])
@@ -72,9 +74,43 @@ class CompileObserver:
 
     def on_iteration_end(self, event: dict[str, Any]) -> None:
         self.iteration = int(event["iteration"])
-        budget = f"/{self.budget}" if self.budget else ""
-        best = "n/a" if self.best is None else f"{self.best:.3f}"
-        self.progress(f"iteration {self.iteration}: best val {best}, metric calls {self.metric_calls}{budget}")
+        # One line when the best score moves, else one per quarter of the budget: enough to see
+        # the run is alive, never a line per iteration.
+        quarter = max(1, (self.budget or 100) // 4)
+        improved = self.best != self._last_reported_best
+        if improved or self.metric_calls // quarter > self._last_reported_quarter:
+            self._last_reported_best = self.best
+            self._last_reported_quarter = self.metric_calls // quarter
+            budget = f"/{self.budget}" if self.budget else ""
+            best = "n/a" if self.best is None else f"{self.best:.3f}"
+            self.progress(f"iteration {self.iteration}: best val {best}, metric calls {self.metric_calls}{budget}")
+
+
+@dataclass
+class EarlyStop:
+    """A GEPA stop callback: stop once validation reaches ``stop_at`` or stalls for ``patience``
+    iterations. It remembers why it stopped, for the artifact and the summary."""
+
+    stop_at: float | None
+    patience: int | None
+    reason: str | None = None
+    _best: float = float("-inf")
+    _stalled: int = 0
+
+    def __call__(self, gepa_state: Any) -> bool:
+        scores = list(gepa_state.program_full_scores_val_set or [])
+        best = max(scores) if scores else float("-inf")
+        if self.stop_at is not None and best >= self.stop_at:
+            self.reason = f"validation score {best:.3f} reached stop_at {self.stop_at:g}"
+            return True
+        if best > self._best:
+            self._best, self._stalled = best, 0
+        else:
+            self._stalled += 1
+        if self.patience is not None and self._stalled >= self.patience:
+            self.reason = f"no validation improvement for {self.patience} iterations"
+            return True
+        return False
 
 
 def gepa_metric(metric: Metric) -> Metric:
@@ -95,7 +131,8 @@ def gepa_metric(metric: Metric) -> Metric:
 
 
 def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metric, *, task_lm: Any,
-             reflection_lm: Any, budget: str | int, seed: int, threads: int,
+             reflection_lm: Any, budget: str | int, seed: int, threads: int, stop_at: float | None,
+             patience: int | None,
              progress: Callable[[str], None], reflection_failures: Callable[[], str | None],
              options: dict[str, Any]) -> OptimizationRun:
     """Run dspy's real GEPA on train/val and return the best program with what the run looked like."""
@@ -104,6 +141,8 @@ def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metri
     observer = CompileObserver(progress=progress)
     gepa_kwargs = dict(options.pop("gepa_kwargs", {}) or {})
     gepa_kwargs["callbacks"] = [*gepa_kwargs.get("callbacks", []), observer]
+    early_stop = EarlyStop(stop_at=stop_at, patience=patience)
+    gepa_kwargs["stop_callbacks"] = [*gepa_kwargs.get("stop_callbacks", []), early_stop]
     budget_kwargs: dict[str, Any] = {"auto": budget} if isinstance(budget, str) else {"max_metric_calls": budget}
     optimizer = dspy.GEPA(
         metric=gepa_metric(metric),
@@ -132,7 +171,8 @@ def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metri
     )
     _check_the_run_did_something(run, observer, reflection_failures())
     if run.stop_reason is None:
-        run.stop_reason = "budget used"
+        saved = f"; {observer.budget - observer.metric_calls} metric calls saved" if observer.budget else ""
+        run.stop_reason = f"{early_stop.reason}{saved}" if early_stop.reason else "budget used"
     return run
 
 

@@ -50,7 +50,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("gepa_max_drop", "default max_drop of gepa.gate: allowed drop under the recorded score", "0.05",
            flag=False),
     Option("gepa_seed", "random seed of the optimizer", "0", flag=False),
-    Option("gepa_stop_at", "stop a compile early once the validation score reaches this value", flag=False),
+    Option("gepa_stop_at", "stop a compile early once the validation score reaches this value (off: never)",
+           "1.0", flag=False),
     Option("gepa_patience", "stop a compile early after this many iterations without improvement", flag=False),
 )
 

@@ -40,7 +40,7 @@ class Settings:
     min_score: float | None = None
     max_drop: float | None = 0.05
     seed: int = 0
-    stop_at: float | None = None
+    stop_at: float | None = 1.0
     patience: int | None = None
 
     @property
@@ -99,6 +99,13 @@ def _budget(config: pytest.Config) -> str | int:
     raise _usage("gepa_budget", text, "light, medium, heavy, or a positive number of metric calls")
 
 
+def _stop_at(config: pytest.Config) -> float | None:
+    text = _text(config, "gepa_stop_at")
+    if text is not None and text.lower() in ("off", "none", "never"):
+        return None
+    return _number(config, "gepa_stop_at", low=0, high=1, expected="a score between 0 and 1, or off")
+
+
 def _optional_int(value: float | None) -> int | None:
     return None if value is None else int(value)
 
@@ -138,7 +145,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         min_score=_number(config, "gepa_min_score", low=0, high=1, expected="a score between 0 and 1"),
         max_drop=_number(config, "gepa_max_drop", low=0, high=1, expected="a score drop between 0 and 1"),
         seed=int(seed) if seed is not None else 0,
-        stop_at=_number(config, "gepa_stop_at", low=0, high=1, expected="a score between 0 and 1"),
+        stop_at=_stop_at(config),
         patience=_optional_int(_number(config, "gepa_patience", low=1, integer=True,
                                        expected="a whole number of iterations, at least 1")),
     )

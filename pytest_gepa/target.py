@@ -182,14 +182,16 @@ class GepaTarget:
         task_lm, reflection_lm = self._lm("task"), self._lm("reflection")
         target.baseline_program = program.deepcopy()
         self._progress(f"compiling {self._nodeid} [{target.name}] with GEPA, budget {self._settings.budget}")
-        run = run_gepa(
-            program, list(target.examples.train), list(target.examples.val), target.metric,
-            task_lm=task_lm, reflection_lm=reflection_lm, budget=self._settings.budget,
-            seed=self._settings.seed, threads=self._settings.threads,
-            progress=lambda line: self._progress(f"  {target.name}: {line}"),
-            reflection_failures=lambda: self._failure_of("reflection", target),
-            options=dict(options),
-        )
+        with self._metered():
+            run = run_gepa(
+                program, list(target.examples.train), list(target.examples.val), target.metric,
+                task_lm=task_lm, reflection_lm=reflection_lm, budget=self._settings.budget,
+                seed=self._settings.seed, threads=self._settings.threads,
+                stop_at=self._settings.stop_at, patience=self._settings.patience,
+                progress=lambda line: self._progress(f"  {target.name}: {line}"),
+                reflection_failures=lambda: self._failure_of("reflection", target),
+                options=dict(options),
+            )
         self._raise_if_lm_failed("task", target)
         target.run = run
         report = target.report
@@ -229,7 +231,8 @@ class GepaTarget:
         return self._gate_artifact(target, evaluation, min_score, max_drop)
 
     def _evaluate(self, target: _Target, program: Any, devset: list[Any], metric: Metric) -> Evaluation:
-        evaluation = evaluate(program, devset, metric, lm=self._lm("task"), threads=self._settings.threads)
+        with self._metered():
+            evaluation = evaluate(program, devset, metric, lm=self._lm("task"), threads=self._settings.threads)
         if error_share_too_high(len(evaluation.errors), len(evaluation.results)):
             target.report.status = "lm error"
             first = evaluation.errors[0]
@@ -315,6 +318,12 @@ class GepaTarget:
             raise GepaError("gepa.gate needs a program returned by gepa.compile in the same test")
         raise GepaError("gepa.gate: this program was not returned by gepa.compile in this test; "
                         f"pass one of the compiled programs ({', '.join(self._targets)})")
+
+    def _metered(self) -> Any:
+        """dspy reports token usage to the context's usage tracker: make that our meter."""
+        import dspy
+
+        return dspy.context(usage_tracker=self._session.meter)
 
     def _lm(self, role: str) -> Any:
         return self._session.meter.attach(self._get_lm(role), role)

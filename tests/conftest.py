@@ -1,0 +1,106 @@
+"""Shared fixtures of pytest-gepa's own tests: a project laid out as a user would write it, whose
+LMs are the scripted world of ``tests/world`` (in process), so every run is offline and repeatable."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+# Before anything imports litellm or dspy: no price-map download, and a throwaway dspy cache.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("DSPY_CACHEDIR", tempfile.mkdtemp(prefix="pytest-gepa-dspy-cache-"))
+
+import dspy
+import world
+
+# Cached answers would make LM call counts depend on test order; the world is fast enough uncached.
+dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
+
+IN_PROCESS_LMS = '''
+import pytest
+import world
+
+@pytest.fixture(scope="session")
+def gepa_task_lm():
+    return world.scripted_lm("task")
+
+@pytest.fixture(scope="session")
+def gepa_reflection_lm():
+    return world.scripted_lm("reflection")
+
+@pytest.fixture(scope="session")
+def gepa_judge_lm():
+    return world.scripted_lm("judge")
+'''
+
+TRIAGE_TEST = '''
+import dspy
+from pytest_gepa import metrics
+
+class Triage(dspy.Signature):
+    """Classify the support ticket into one of: billing, claims, technical, account, shipping."""
+    ticket: str = dspy.InputField()
+    category: str = dspy.OutputField()
+
+def test_triage_prompt(gepa, gepa_examples):
+    data = gepa_examples("data/triage.jsonl", inputs=["ticket"])
+    metric = metrics.exact_match("category")
+    program = gepa.compile(dspy.ChainOfThought(Triage), data, metric=metric)
+    gepa.gate(program, data.test, metric=metric, min_score={min_score}, max_drop={max_drop})
+'''
+
+
+def write_split_triage_data(path: Path, n: int = 40) -> Path:
+    """The triage rows with a ``split`` column that puts every convention (and every category) in
+    train, val and test, so what GEPA learns on train/val is what the test split asks for."""
+    from world.triage import find_convention
+
+    seen: dict[str, int] = {}
+    order = ("train", "train", "val", "test")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as out:
+        for row in world.triage_rows(n):
+            convention = find_convention(row["ticket"])
+            group = convention.key if convention is not None else row["category"]
+            split = order[seen.get(group, 0) % len(order)]
+            seen[group] = seen.get(group, 0) + 1
+            out.write(json.dumps({**row, "split": split}) + "\n")
+    return path
+
+
+class TriageProject:
+    """A user project with the DESIGN.md triage target, its data and in-process scripted LMs."""
+
+    def __init__(self, pytester: pytest.Pytester) -> None:
+        self.pytester = pytester
+        self.root = pytester.path
+        pytester.makeconftest(IN_PROCESS_LMS)
+        self.data = write_split_triage_data(self.root / "data" / "triage.jsonl")
+        self.write_test()
+        self.artifact = self.root / "gepa_artifacts" / "test_triage" / "test_triage_prompt.json"
+        self.nodeid = "test_triage.py::test_triage_prompt"
+
+    def write_test(self, *, min_score: float = 0.85, max_drop: float = 0.03, source: str | None = None) -> None:
+        text = source if source is not None else TRIAGE_TEST.format(min_score=min_score, max_drop=max_drop)
+        (self.root / "test_triage.py").write_text(textwrap.dedent(text))
+
+    def run(self, *args: str) -> pytest.RunResult:
+        return self.pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly", *args)
+
+    def compile(self, *args: str) -> pytest.RunResult:
+        return self.run("--gepa-compile", "--gepa-budget", "light", *args)
+
+
+@pytest.fixture
+def triage_project(pytester: pytest.Pytester) -> TriageProject:
+    return TriageProject(pytester)
+
+
+@pytest.fixture(scope="session")
+def world_root() -> Path:
+    return Path(__file__).parent / "world"
