@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import textwrap
 from pathlib import Path
@@ -53,6 +54,11 @@ def test_triage_prompt(gepa, gepa_examples):
     program = gepa.compile(dspy.ChainOfThought(Triage), data, metric=metric)
     gepa.gate(program, data.test, metric=metric, min_score={min_score}, max_drop={max_drop})
 '''
+
+
+def literal(text: str) -> str:
+    """``text`` as an fnmatch pattern that matches only itself (brackets and wildcards escaped)."""
+    return re.sub(r"([\[\]*?])", r"[\1]", text)
 
 
 def write_split_triage_data(path: Path, n: int = 40) -> Path:
