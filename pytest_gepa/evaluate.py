@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_gepa.datasets import example_id
+from pytest_gepa.errors import GepaError
 from pytest_gepa.gate import confidence_interval, mean
 from pytest_gepa.metrics import Metric, MetricResult, read_metric_result
 
@@ -108,6 +109,8 @@ def evaluate_one(program: Any, example: Any, metric: Metric, lm: Any) -> Example
     try:
         with dspy.context(lm=lm) if lm is not None else nullcontext():
             prediction = program(**example.inputs())
+    except GepaError:
+        raise  # a replay miss or a plugin error is the test's failure, not one example's
     except Exception as exc:
         if _is_parse_error(exc):
             return ExampleResult(eid, 0.0, f"The LM's reply could not be parsed: {describe_error(exc)}")

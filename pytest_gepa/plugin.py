@@ -34,6 +34,9 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = resolve_settings(config)
     config.stash[SETTINGS_KEY] = settings
     config.stash[SESSION_KEY] = GepaSession(settings=settings)
+    from pytest_gepa import xdist
+
+    xdist.register(config)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -55,7 +58,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     from pytest_gepa.report import summary_lines
 
     terminalreporter.write_sep("=", "gepa")
-    for line in summary_lines(session.reports):
+    for line in summary_lines(sorted(session.reports, key=lambda r: (r.nodeid, r.name))):
         terminalreporter.write_line(line)
 
 
@@ -153,3 +156,10 @@ def gepa(request: pytest.FixtureRequest) -> Generator[GepaTarget, None, None]:
     )
     yield handle
     handle.finish(test_failed=request.node.stash.get(CALL_FAILED_KEY, True))
+    # JUnit XML (and anything else reading user_properties) gets each target's outcome.
+    for report in handle.reports:
+        prefix = "gepa" if len(handle.reports) == 1 else f"gepa[{report.name}]"
+        for key, value in (("score", report.score), ("min_score", report.min_score), ("max_drop", report.max_drop),
+                           ("recorded", report.recorded), ("status", report.status)):
+            if value is not None:
+                request.node.user_properties.append((f"{prefix}_{key}", value))

@@ -30,7 +30,8 @@ class TargetReport:
     metric_calls: int | None = None
     per_example: list[dict[str, Any]] = field(default_factory=list)
     instructions: dict[str, str] = field(default_factory=dict)
-    previous_instructions: dict[str, str] = field(default_factory=dict)
+    previous_instructions: dict[str, str] = field(default_factory=dict)  # the committed artifact's
+    baseline_instructions: dict[str, str] = field(default_factory=dict)  # the unoptimized program's
     trajectory: list[tuple[int, float]] = field(default_factory=list)
 
     @property

@@ -28,6 +28,7 @@ from pytest_gepa.artifact.model import (
     Scores,
 )
 from pytest_gepa.artifact.store import ArtifactStore
+from pytest_gepa.cassette import Cassette, cassette_path
 from pytest_gepa.errors import (
     ArtifactError,
     GepaError,
@@ -70,6 +71,7 @@ class _Target:
     gated: bool = False
     done: bool = False
     devset_scores: DevsetScores | None = None
+    cassette: Cassette | None = None
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -86,7 +88,12 @@ class GepaTarget:
         self._get_lm = get_lm
         self._progress = progress
         self._targets: dict[str, _Target] = {}
+        self._wrapped_lms: dict[tuple[str, str], Any] = {}
         self._by_program: dict[int, _Target] = {}
+
+    @property
+    def reports(self) -> list[TargetReport]:
+        return [target.report for target in self._targets.values()]
 
     # -- compile ---------------------------------------------------------------------------
 
@@ -116,7 +123,22 @@ class GepaTarget:
         target = _Target(name=name, store=ArtifactStore(path), examples=examples, metric=metric,
                          report=report, usage_before=self._session.meter.snapshot())
         self._targets[name] = target
+        target.cassette = self._open_cassette(path)
         return target
+
+    def _open_cassette(self, artifact: Path) -> Cassette | None:
+        path = cassette_path(artifact)
+        if self._settings.record:
+            return Cassette(path)
+        if not self._settings.replay:
+            return None
+        try:
+            return Cassette.load(path)
+        except FileNotFoundError:
+            raise GepaError(
+                f"--gepa-replay: no cassette for {self._nodeid!r} at '{path}'. Record one with "
+                f"`pytest --gepa-record --gepa-compile {self._nodeid}`."
+            ) from None
 
     def _compile_command(self) -> str:
         return f"pytest --gepa-compile {self._nodeid}"
@@ -142,7 +164,7 @@ class GepaTarget:
         except ArtifactError as exc:
             target.report.status = "corrupt"
             raise ArtifactError(f"{exc} Run `{self._compile_command()}` to recompile it.") from exc
-        self._attach_task_lm(program)
+        self._attach_task_lm(program, target)
         return program
 
     def _check_stale(self, target: _Target, program: Any, artifact: Artifact) -> None:
@@ -179,8 +201,9 @@ class GepaTarget:
                 target.report.previous_instructions = dict(target.artifact.instructions)
             except ArtifactError:
                 target.artifact = None  # a corrupt artifact is simply replaced
-        task_lm, reflection_lm = self._lm("task"), self._lm("reflection")
+        task_lm, reflection_lm = self._lm("task", target), self._lm("reflection", target)
         target.baseline_program = program.deepcopy()
+        target.report.baseline_instructions = serializer.instructions(program)
         self._progress(f"compiling {self._nodeid} [{target.name}] with GEPA, budget {self._settings.budget}")
         with self._metered():
             run = run_gepa(
@@ -192,6 +215,7 @@ class GepaTarget:
                 reflection_failures=lambda: self._failure_of("reflection", target),
                 options=dict(options),
             )
+        self._raise_first_miss(target)
         self._raise_if_lm_failed("task", target)
         target.run = run
         report = target.report
@@ -200,7 +224,7 @@ class GepaTarget:
         report.metric_calls = run.metric_calls
         report.trajectory = list(run.trajectory)
         report.instructions = serializer.instructions(run.program)
-        self._attach_task_lm(run.program)
+        self._attach_task_lm(run.program, target)
         return run.program
 
     # -- gate ------------------------------------------------------------------------------
@@ -232,7 +256,9 @@ class GepaTarget:
 
     def _evaluate(self, target: _Target, program: Any, devset: list[Any], metric: Metric) -> Evaluation:
         with self._metered():
-            evaluation = evaluate(program, devset, metric, lm=self._lm("task"), threads=self._settings.threads)
+            evaluation = evaluate(program, devset, metric, lm=self._lm("task", target),
+                                  threads=self._settings.threads)
+        self._raise_first_miss(target)
         if error_share_too_high(len(evaluation.errors), len(evaluation.results)):
             target.report.status = "lm error"
             first = evaluation.errors[0]
@@ -294,8 +320,11 @@ class GepaTarget:
     # -- end of test -----------------------------------------------------------------------
 
     def finish(self, *, test_failed: bool) -> None:
-        """At teardown: a compiled target whose test never called ``gate`` is written now."""
+        """At teardown: a compiled target whose test never called ``gate`` is written now, and
+        recorded cassettes are saved (the calls of a failed gate are worth replaying too)."""
         for target in self._targets.values():
+            if self._settings.record and target.cassette is not None and target.cassette.entries:
+                target.cassette.save()
             if target.done:
                 continue
             if self._settings.compile and target.run is not None and not test_failed:
@@ -325,8 +354,23 @@ class GepaTarget:
 
         return dspy.context(usage_tracker=self._session.meter)
 
-    def _lm(self, role: str) -> Any:
-        return self._session.meter.attach(self._get_lm(role), role)
+    def _lm(self, role: str, target: _Target | None = None) -> Any:
+        """The role's LM, metered; inside a target with a cassette, seen through that cassette."""
+        lm = self._session.meter.attach(self._get_lm(role), role)
+        if target is None or target.cassette is None:
+            return lm
+        key = (target.name, role)
+        if key not in self._wrapped_lms:
+            from pytest_gepa.cassette import wrap
+
+            self._wrapped_lms[key] = wrap(lm, role=role, cassette=target.cassette,
+                                          replay=self._settings.replay, target=self._nodeid)
+        return self._wrapped_lms[key]
+
+    def _raise_first_miss(self, target: _Target) -> None:
+        if target.cassette is not None and target.cassette.misses:
+            target.report.status = "replay miss"
+            raise target.cassette.misses[0]
 
     def _model_of(self, role: str) -> str | None:
         model = getattr(self._lm(role), "model", None)
@@ -338,9 +382,9 @@ class GepaTarget:
         where = f" at {base}" if base else ""
         return f"the {role} model {getattr(lm, 'model', '?')!r}{where}"
 
-    def _attach_task_lm(self, program: Any) -> None:
+    def _attach_task_lm(self, program: Any, target: _Target) -> None:
         """The returned program is ready to call: predictors without an LM get the task LM."""
-        task_lm = self._lm("task")
+        task_lm = self._lm("task", target)
         for _, predictor in program.named_predictors():
             if getattr(predictor, "lm", None) is None:
                 predictor.lm = task_lm

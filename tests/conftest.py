@@ -19,6 +19,11 @@ os.environ.setdefault("DSPY_CACHEDIR", tempfile.mkdtemp(prefix="pytest-gepa-dspy
 import dspy
 import world
 
+# pytester's in-process runs drop the modules a run imported first; litellm imported and dropped
+# inside one run breaks every later run (no entry points found, so no plugins; odd httpx errors).
+# Run litellm's whole call path once, now, so every in-process run finds it already imported.
+world.prime_litellm()
+
 # Cached answers would make LM call counts depend on test order; the world is fast enough uncached.
 dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
 

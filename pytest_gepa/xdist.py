@@ -1,0 +1,52 @@
+"""pytest-xdist support: workers ship their target reports to the controller, which prints the one
+summary and writes the one report. Registered only when xdist is installed and active."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_gepa.report import TargetReport
+from pytest_gepa.session import SESSION_KEY
+
+WORKEROUTPUT_KEY = "pytest_gepa_reports"
+
+
+def is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+class WorkerReports:
+    """On a worker: put this worker's reports into ``workeroutput`` (JSON only) at the end."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self) -> None:
+        session = self.config.stash[SESSION_KEY]
+        workeroutput: dict[str, Any] = self.config.workeroutput  # type: ignore[attr-defined]
+        workeroutput[WORKEROUTPUT_KEY] = [report.to_dict() for report in session.reports]
+
+
+class ControllerReports:
+    """On the controller: merge each worker's reports as the worker goes down."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        reports = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY, [])
+        session = self.config.stash[SESSION_KEY]
+        session.reports.extend(TargetReport.from_dict(data) for data in reports)
+
+
+def register(config: pytest.Config) -> None:
+    """Add the worker or controller half when xdist is in play."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    if is_worker(config):
+        config.pluginmanager.register(WorkerReports(config), "gepa-xdist-worker")
+    elif getattr(config.option, "numprocesses", None) or getattr(config.option, "dist", "no") != "no":
+        config.pluginmanager.register(ControllerReports(config), "gepa-xdist-controller")
