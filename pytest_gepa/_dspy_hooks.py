@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from dspy.clients.base_lm import BaseLM
@@ -79,8 +80,11 @@ class CassetteLM(BaseLM):
             # dspy and GEPA catch errors inside evaluations; the target re-raises the first miss after.
             self.cassette.misses.append(miss)
             raise miss
-        outputs = self.inner(prompt, messages=messages, **kwargs) if prompt is not None else self.inner(
-            messages=messages, **kwargs)
+        with _as_adapter_call(self.inner, messages):
+            if prompt is not None:
+                outputs = self.inner(prompt, messages=messages, **kwargs)
+            else:
+                outputs = self.inner(messages=messages, **kwargs)
         self.cassette.add(key, self.role, request, _plain(outputs))
         return outputs
 
@@ -99,6 +103,20 @@ class CassetteLM(BaseLM):
 
     def dump_state(self) -> dict[str, Any]:
         return dict(self.inner.dump_state())
+
+
+def _as_adapter_call(lm: Any, messages: Any) -> Any:
+    """Pass the adapter's message call on as the adapter's own.
+
+    dspy 3.4 warns when anything but an adapter calls an LM with ``messages=``; the cassette sits
+    between the adapter and the LM and forwards the adapter's call unchanged, so it says so with
+    dspy's own (private) marker. Without that marker nothing breaks; the warning just shows.
+    """
+    try:
+        from dspy.clients._deprecation import adapter_message_call
+    except ImportError:  # a dspy without the 3.4 deprecation layer
+        return contextlib.nullcontext()
+    return adapter_message_call(lm, messages)
 
 
 def _plain(outputs: Any) -> list[Any]:

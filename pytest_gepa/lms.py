@@ -46,6 +46,7 @@ class UsageMeter:
     models: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _current: threading.local = field(default_factory=threading.local)
+    _role_copies: dict[tuple[int, str], Any] = field(default_factory=dict)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> UsageMeter:
         # dspy deep-copies its context (usage tracker included) into worker threads; the copies
@@ -53,13 +54,22 @@ class UsageMeter:
         return self
 
     def attach(self, lm: Any, role: str) -> Any:
-        """Count this LM's calls under ``role`` (once per LM object; later calls are no-ops)."""
+        """This LM, counting its calls under ``role``. An LM already counted under another role
+        (the task LM doubling as judge, say) is copied, so each role keeps its own numbers."""
         from pytest_gepa._dspy_hooks import RoleMeter
 
         callbacks = getattr(lm, "callbacks", None)
         if callbacks is None:
             return lm
-        if not any(isinstance(cb, RoleMeter) and cb.meter is self for cb in callbacks):
+        mine = [cb for cb in callbacks if isinstance(cb, RoleMeter) and cb.meter is self]
+        if mine and mine[0].role != role:
+            key = (id(lm), role)
+            if key not in self._role_copies:
+                copy = lm.copy()
+                copy.callbacks = [cb for cb in copy.callbacks if cb not in mine] + [RoleMeter(self, role)]
+                self._role_copies[key] = copy
+            lm = self._role_copies[key]
+        elif not mine:
             callbacks.append(RoleMeter(self, role))
         self.models[role] = str(getattr(lm, "model", ""))
         return lm

@@ -69,11 +69,10 @@ def _settings(config: pytest.Config) -> Settings:
     return config.stash[SETTINGS_KEY]
 
 
-def _role_lm(config: pytest.Config, role: str, model: str | None, fallback: str | None = None) -> Any:
+def _role_lm(config: pytest.Config, role: str, model: str | None) -> Any:
     from pytest_gepa.lms import build_lm
 
-    chosen = model or fallback
-    if not chosen:
+    if not model:
         flag, ini = f"--gepa-{role}-lm", f"gepa_{role}_lm"
         pytest.fail(
             f"No {role} LM configured: pass {flag} MODEL (a litellm model string such as "
@@ -81,7 +80,7 @@ def _role_lm(config: pytest.Config, role: str, model: str | None, fallback: str 
             "in conftest.py.",
             pytrace=False,
         )
-    return build_lm(chosen, retries=_settings(config).retries)
+    return build_lm(model, retries=_settings(config).retries)
 
 
 @pytest.fixture(scope="session")
@@ -90,18 +89,22 @@ def gepa_task_lm(pytestconfig: pytest.Config) -> Any:
     return _role_lm(pytestconfig, "task", _settings(pytestconfig).task_lm)
 
 
-@pytest.fixture(scope="session")
-def gepa_reflection_lm(pytestconfig: pytest.Config) -> Any:
-    """GEPA's reflection LM (``--gepa-reflection-lm``); defaults to the task model."""
-    settings = _settings(pytestconfig)
-    return _role_lm(pytestconfig, "reflection", settings.reflection_lm, settings.task_lm)
+# Precedence for reflection and judge: their own flag / ini key, else the task LM, whether that
+# comes from a flag or from a gepa_task_lm fixture overridden in conftest.py.
 
 
 @pytest.fixture(scope="session")
-def gepa_judge_lm(pytestconfig: pytest.Config) -> Any:
-    """The LM that scores rubric criteria (``--gepa-judge-lm``); defaults to the task model."""
-    settings = _settings(pytestconfig)
-    return _role_lm(pytestconfig, "judge", settings.judge_lm, settings.task_lm)
+def gepa_reflection_lm(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Any:
+    """GEPA's reflection LM (``--gepa-reflection-lm``); defaults to the task LM."""
+    model = _settings(pytestconfig).reflection_lm
+    return _role_lm(pytestconfig, "reflection", model) if model else request.getfixturevalue("gepa_task_lm")
+
+
+@pytest.fixture(scope="session")
+def gepa_judge_lm(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Any:
+    """The LM that scores rubric criteria (``--gepa-judge-lm``); defaults to the task LM."""
+    model = _settings(pytestconfig).judge_lm
+    return _role_lm(pytestconfig, "judge", model) if model else request.getfixturevalue("gepa_task_lm")
 
 
 def _fail_readably(error: GepaError) -> None:

@@ -25,6 +25,7 @@ class TargetReport:
     lm_calls: dict[str, int] = field(default_factory=dict)
     tokens: dict[str, int] = field(default_factory=dict)
     cost_usd: float | None = None
+    judge_errors: int = 0
     message: str = ""
     stop_reason: str | None = None
     metric_calls: int | None = None

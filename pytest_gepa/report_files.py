@@ -20,7 +20,7 @@ JSON fields (schema ``pytest-gepa-report/1``)::
       pytest_gepa    pytest-gepa's version
       dspy           dspy's version, or null when dspy was never imported
       exitstatus     pytest's exit status (0 all passed, 1 tests failed, ...)
-    targets          one object per target, in the order the targets ran:
+    targets          one object per target, in the order of the terminal summary:
       nodeid         the test's node id, e.g. "tests/test_qa.py::test_answer"
       name           the target's name within its test
       mode           "gate" or "compile"
@@ -38,6 +38,7 @@ JSON fields (schema ``pytest-gepa-report/1``)::
       lm_calls       LM calls of this target by role: {"task": n, "reflection": n, "judge": n}
       tokens         tokens (prompt + completion) of this target by role, same keys
       cost_usd       price of those tokens in US dollars, or null when a model's price is unknown
+      judge_errors   LM-judge metric calls that failed for this target (0 when there is no judge)
       message        why the gate failed or the candidate was rejected, regressed examples
                      included; "" otherwise
       stop_reason    why the GEPA run stopped (compile only), or null
@@ -271,6 +272,8 @@ table { border-collapse: collapse; width: 100%; margin: 4px 0 8px; }
 th, td { border: 1px solid #d1d9e0; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; }
 td.num { width: 1%; text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+.scroll { overflow-x: auto; }
+table.summary td:first-child { word-break: break-all; min-width: 14em; }
 td.text { white-space: pre-wrap; word-break: break-word; }
 section.target { border: 1px solid #d1d9e0; border-radius: 6px; padding: 14px 16px; margin: 18px 0; }
 .status { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600;
@@ -342,7 +345,7 @@ def render_html(reports: Sequence[TargetReport], *, meta: dict[str, Any]) -> str
 
 def _html_summary(reports: Sequence[TargetReport]) -> str:
     head = "".join(f"<th>{_e(name)}</th>" for name in HEADER)
-    rows = [f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>']
+    rows = [f'<div class="scroll"><table class="summary"><thead><tr>{head}</tr></thead><tbody>']
     for index, report in enumerate(reports, 1):
         cells = _cells(report)
         row = [f'<td><a href="#target-{index}"><code>{_e(cells[0])}</code></a></td>', f"<td>{_e(cells[1])}</td>"]
@@ -350,7 +353,7 @@ def _html_summary(reports: Sequence[TargetReport]) -> str:
         row.append(f'<td><span class="{_status_class(report.status)}">{_e(report.status)}</span></td>')
         rows.append("<tr>" + "".join(row) + "</tr>")
     summed = totals(reports)
-    rows.append("</tbody></table>")
+    rows.append("</tbody></table></div>")
     rows.append(f'<p class="note">{summed["passed"]} of {summed["targets"]} targets passed. LM calls are '
                 f"task/reflection/judge. Total cost {_e(_num(summed['cost_usd'], '${:.4f}'))}.</p>")
     return "\n".join(rows)
@@ -380,6 +383,8 @@ def _html_target(index: int, report: TargetReport) -> str:
         ("tokens", _e(", ".join(f"{role} {report.tokens.get(role, 0)}" for role in ROLES))),
         ("cost", _e(_num(report.cost_usd, "${:.4f}"))),
     ]
+    if report.judge_errors:
+        facts.append(("judge errors", _e(report.judge_errors)))
     parts = [
         f'<section class="target" id="target-{index}">',
         f'<h2><span class="{_status_class(report.status)}">{_e(report.status)}</span> {_e(_label(report))}</h2>',

@@ -72,6 +72,7 @@ class _Target:
     done: bool = False
     devset_scores: DevsetScores | None = None
     cassette: Cassette | None = None
+    judge_errors_before: int = 0
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -124,6 +125,8 @@ class GepaTarget:
                          report=report, usage_before=self._session.meter.snapshot())
         self._targets[name] = target
         target.cassette = self._open_cassette(path)
+        judge_errors = getattr(metric, "judge_errors", 0)
+        target.judge_errors_before = judge_errors if isinstance(judge_errors, int) else 0
         return target
 
     def _open_cassette(self, artifact: Path) -> Cassette | None:
@@ -205,7 +208,7 @@ class GepaTarget:
         target.baseline_program = program.deepcopy()
         target.report.baseline_instructions = serializer.instructions(program)
         self._progress(f"compiling {self._nodeid} [{target.name}] with GEPA, budget {self._settings.budget}")
-        with self._metered():
+        with self._metered(target, target.metric):
             run = run_gepa(
                 program, list(target.examples.train), list(target.examples.val), target.metric,
                 task_lm=task_lm, reflection_lm=reflection_lm, budget=self._settings.budget,
@@ -255,7 +258,7 @@ class GepaTarget:
         return self._gate_artifact(target, evaluation, min_score, max_drop)
 
     def _evaluate(self, target: _Target, program: Any, devset: list[Any], metric: Metric) -> Evaluation:
-        with self._metered():
+        with self._metered(target, metric):
             evaluation = evaluate(program, devset, metric, lm=self._lm("task", target),
                                   threads=self._settings.threads)
         self._raise_first_miss(target)
@@ -348,11 +351,15 @@ class GepaTarget:
         raise GepaError("gepa.gate: this program was not returned by gepa.compile in this test; "
                         f"pass one of the compiled programs ({', '.join(self._targets)})")
 
-    def _metered(self) -> Any:
-        """dspy reports token usage to the context's usage tracker: make that our meter."""
+    def _metered(self, target: _Target, metric: Metric) -> Any:
+        """The dspy context of a compile or gate: token usage goes to our meter, and a rubric's
+        judge calls go through this target's judge LM (metered, and through its cassette)."""
         import dspy
 
-        return dspy.context(usage_tracker=self._session.meter)
+        overrides: dict[str, Any] = {"usage_tracker": self._session.meter}
+        if getattr(metric, "uses_judge", False):
+            overrides["gepa_judge_lm"] = self._lm("judge", target)
+        return dspy.context(**overrides)
 
     def _lm(self, role: str, target: _Target | None = None) -> Any:
         """The role's LM, metered; inside a target with a cassette, seen through that cassette."""
@@ -406,6 +413,9 @@ class GepaTarget:
     def _finish_usage(self, target: _Target) -> None:
         used = self._session.meter.since(target.usage_before)
         report = target.report
+        judge_errors = getattr(target.metric, "judge_errors", None)
+        if isinstance(judge_errors, int):
+            report.judge_errors = judge_errors - target.judge_errors_before
         report.lm_calls = {role: used[role].calls for role in ROLES}
         report.tokens = {role: used[role].prompt_tokens + used[role].completion_tokens for role in ROLES}
         costs = [cost_usd(self._session.meter.models.get(role), used[role].prompt_tokens,

@@ -8,6 +8,7 @@ import os
 import re
 import tempfile
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,32 @@ world.prime_litellm()
 
 # Cached answers would make LM call counts depend on test order; the world is fast enough uncached.
 dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
+
+# The same LMs over real HTTP through litellm, each with a planted secret key and header that
+# must never reach a file the run writes.
+SECRET_KEY = "sk-gepa-SECRET-key-0123456789"
+SECRET_HEADER = "hdr-gepa-SECRET-value"
+HTTP_LMS = '''
+import os
+import dspy
+import pytest
+
+def _lm(role):
+    return dspy.LM(f"openai/{role}", api_base=os.environ["GEPA_TEST_BASE_URL"], api_key=SECRET_KEY,
+                   extra_headers={"X-Team-Token": SECRET_HEADER}, engine="litellm", cache=False, num_retries=0)
+
+@pytest.fixture(scope="session")
+def gepa_task_lm():
+    return _lm("task")
+
+@pytest.fixture(scope="session")
+def gepa_reflection_lm():
+    return _lm("reflection")
+
+@pytest.fixture(scope="session")
+def gepa_judge_lm():
+    return _lm("judge")
+'''.replace("SECRET_KEY", repr(SECRET_KEY)).replace("SECRET_HEADER", repr(SECRET_HEADER))
 
 IN_PROCESS_LMS = '''
 import pytest
@@ -87,14 +114,15 @@ def write_split_triage_data(path: Path, n: int = 40) -> Path:
 class TriageProject:
     """A user project with the DESIGN.md triage target, its data and in-process scripted LMs."""
 
-    def __init__(self, pytester: pytest.Pytester) -> None:
+    def __init__(self, pytester: pytest.Pytester, lms: str = IN_PROCESS_LMS) -> None:
         self.pytester = pytester
         self.root = pytester.path
-        pytester.makeconftest(IN_PROCESS_LMS)
+        pytester.makeconftest(lms)
         self.data = write_split_triage_data(self.root / "data" / "triage.jsonl")
         self.write_test()
         self.artifact = self.root / "gepa_artifacts" / "test_triage" / "test_triage_prompt.json"
         self.nodeid = "test_triage.py::test_triage_prompt"
+        self.cassette = self.artifact.with_name("test_triage_prompt.cassette.jsonl")
 
     def write_test(self, *, min_score: float = 0.85, max_drop: float = 0.03, source: str | None = None) -> None:
         text = source if source is not None else TRIAGE_TEST.format(min_score=min_score, max_drop=max_drop)
@@ -112,6 +140,15 @@ def triage_project(pytester: pytest.Pytester) -> TriageProject:
     return TriageProject(pytester)
 
 
-@pytest.fixture(scope="session")
-def world_root() -> Path:
-    return Path(__file__).parent / "world"
+@pytest.fixture
+def scripted_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[world.ScriptedServer]:
+    """The world as an OpenAI-compatible server on 127.0.0.1, its URL in GEPA_TEST_BASE_URL."""
+    with world.ScriptedServer() as server:
+        monkeypatch.setenv("GEPA_TEST_BASE_URL", server.base_url)
+        yield server
+
+
+@pytest.fixture
+def http_project(pytester: pytest.Pytester, scripted_server: world.ScriptedServer) -> TriageProject:
+    """The triage project with every LM reached over HTTP through litellm."""
+    return TriageProject(pytester, lms=HTTP_LMS)
