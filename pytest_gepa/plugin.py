@@ -50,6 +50,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write ``--gepa-report`` once, on the controller, after every worker's reports arrived."""
+    config = session.config
+    gepa_session = config.stash.get(SESSION_KEY, None)
+    if gepa_session is None or gepa_session.settings.report is None or hasattr(config, "workerinput"):
+        return
+    import datetime
+    import sys
+
+    from pytest_gepa import __version__
+    from pytest_gepa.report_files import write_report
+
+    write_report(gepa_session.settings.report, gepa_session.sorted_reports(), meta={
+        "mode": gepa_session.settings.mode,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "pytest_gepa": __version__,
+        "dspy": getattr(sys.modules.get("dspy"), "__version__", None),
+        "exitstatus": int(exitstatus),
+    })
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """One row per target, then the command to run next; silent when no target ran."""
     session = terminalreporter.config.stash.get(SESSION_KEY, None)
@@ -58,7 +79,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     from pytest_gepa.report import summary_lines
 
     terminalreporter.write_sep("=", "gepa")
-    for line in summary_lines(sorted(session.reports, key=lambda r: (r.nodeid, r.name))):
+    for line in summary_lines(session.sorted_reports()):
         terminalreporter.write_line(line)
 
 

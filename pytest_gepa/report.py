@@ -56,7 +56,10 @@ class TargetReport:
         return cls(**data)
 
 
-FAILED_STATUSES = ("failed", "stale", "missing", "corrupt", "lm error", "rejected", "optimizer error")
+# How a target can end. Everything not OK (and not still pending) failed its test.
+OK_STATUSES = ("passed", "compiled", "loaded")
+REGRESSED_STATUSES = ("failed", "rejected")
+NEEDS_COMPILE_STATUSES = ("missing", "stale", "corrupt")
 
 
 def _num(value: float | None, fmt: str = "{:.3f}") -> str:
@@ -89,8 +92,8 @@ def summary_lines(reports: Sequence[TargetReport]) -> list[str]:
 
 def next_steps(reports: Sequence[TargetReport]) -> list[str]:
     """The one command a person should run next, given how the targets ended."""
-    to_compile = sorted({r.nodeid for r in reports if r.status in ("missing", "stale", "corrupt")})
-    regressed = sorted({r.nodeid for r in reports if r.status in ("failed", "rejected")})
+    to_compile = sorted({r.nodeid for r in reports if r.status in NEEDS_COMPILE_STATUSES})
+    regressed = sorted({r.nodeid for r in reports if r.status in REGRESSED_STATUSES})
     lines = []
     if to_compile:
         lines.append("Next: create or refresh the artifacts with  pytest --gepa-compile " + " ".join(to_compile))

@@ -73,12 +73,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_gepa.report import TargetReport, next_steps
+from pytest_gepa.report import OK_STATUSES, REGRESSED_STATUSES, TargetReport, next_steps
 
 SCHEMA = "pytest-gepa-report/1"
 ROLES = ("task", "reflection", "judge")
-OK_STATUSES = ("passed", "compiled", "loaded")
-REGRESSED_STATUSES = ("failed", "rejected")
 
 
 def write_report(path: Path, reports: Sequence[TargetReport], *, meta: dict[str, Any]) -> None:

@@ -19,5 +19,9 @@ class GepaSession:
     meter: UsageMeter = field(default_factory=UsageMeter)
     reports: list[TargetReport] = field(default_factory=list)
 
+    def sorted_reports(self) -> list[TargetReport]:
+        """In node-id order, so the summary and the report read the same with or without xdist."""
+        return sorted(self.reports, key=lambda r: (r.nodeid, r.name))
+
 
 SESSION_KEY = pytest.StashKey[GepaSession]()

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from pytest_gepa.errors import (
     GepaError,
     GepaWarning,
     LMError,
+    OptimizerError,
     StaleArtifactError,
 )
 from pytest_gepa.evaluate import Evaluation, evaluate
@@ -102,10 +104,11 @@ class GepaTarget:
                 **optimizer_options: Any) -> Any:
         """Gate mode: load the stored artifact into ``program``. Compile mode: run the optimizer."""
         target = self._new_target(name, examples, metric)
-        if self._settings.compile:
-            optimized = self._optimize(target, program, optimizer_options)
-        else:
-            optimized = self._load(target, program)
+        with _explained(target):
+            if self._settings.compile:
+                optimized = self._optimize(target, program, optimizer_options)
+            else:
+                optimized = self._load(target, program)
         self._by_program[id(optimized)] = target
         return optimized
 
@@ -236,6 +239,11 @@ class GepaTarget:
              max_drop: float | None = None) -> GateResult:
         """Score ``program`` on ``devset`` and fail the test when it misses a threshold."""
         target = self._target_of(program)
+        with _explained(target):
+            return self._gate(target, program, devset, metric, min_score, max_drop)
+
+    def _gate(self, target: _Target, program: Any, devset: Sequence[Any], metric: Metric,
+              min_score: float | None, max_drop: float | None) -> GateResult:
         target.gated = True
         settings = self._settings
         min_score = settings.min_score if min_score is None else min_score
@@ -469,6 +477,20 @@ class GepaTarget:
                 stop_reason=run.stop_reason, lm_usage=self._usage_record(target), wall_time_s=run.wall_time_s,
             ),
         )
+
+
+@contextmanager
+def _explained(target: _Target) -> Iterator[None]:
+    """Whatever stops a target, its report keeps the sentence (for the report files), and a
+    target that failed without a more precise status is marked 'error'."""
+    try:
+        yield
+    except GepaError as error:
+        report = target.report
+        report.message = report.message or str(error)
+        if report.status == "pending":
+            report.status = "optimizer error" if isinstance(error, OptimizerError) else "error"
+        raise
 
 
 class GateFailure(GepaError):
