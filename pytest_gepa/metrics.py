@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +89,10 @@ class ExactMatch:
     def fingerprint(self) -> str:
         return f"exact_match:{self.field}:{'case' if self.case_sensitive else 'nocase'}"
 
+    @property
+    def label(self) -> str:
+        return f"exact_match({self.field!r})"
+
     def _norm(self, value: Any) -> str:
         text = "" if value is None else str(value).strip()
         return text if self.case_sensitive else text.lower()
@@ -105,3 +110,87 @@ class ExactMatch:
 def exact_match(field: str, *, case_sensitive: bool = False) -> ExactMatch:
     """A feedback metric comparing one output field to the gold label, saying what was expected."""
     return ExactMatch(field=field, case_sensitive=case_sensitive)
+
+
+def metric_label(metric: Metric) -> str:
+    """A short name for a metric in combined feedback: its own ``label``, else its function name."""
+    own = getattr(metric, "label", None)
+    if isinstance(own, str):
+        return own
+    return str(getattr(metric, "__qualname__", None) or type(metric).__name__)
+
+
+def _takes_five(metric: Metric) -> bool:
+    try:
+        inspect.signature(metric).bind(None, None, None, None, None)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+class AllOf:
+    """Several metrics as one: the weighted mean of their scores, and their feedback, each labelled."""
+
+    def __init__(self, parts: Sequence[Metric], weights: Sequence[float]) -> None:
+        self.parts: tuple[Metric, ...] = tuple(parts)
+        self.weights: tuple[float, ...] = tuple(float(w) for w in weights)
+        self._five = tuple(_takes_five(part) for part in self.parts)
+
+    @property
+    def uses_judge(self) -> bool:
+        """True when any part asks a judge LM, so the plugin meters and records judge calls."""
+        return any(bool(getattr(part, "uses_judge", False)) for part in self.parts)
+
+    @property
+    def judge_errors(self) -> int:
+        """Judge replies its rubric parts could not use, summed (each one scored 0)."""
+        counts = (getattr(part, "judge_errors", 0) for part in self.parts)
+        return sum(count for count in counts if isinstance(count, int))
+
+    @property
+    def fingerprint(self) -> str:
+        parts = [[metric_fingerprint(part), weight] for part, weight in zip(self.parts, self.weights, strict=True)]
+        return hashlib.sha256(json.dumps(["all_of", parts]).encode()).hexdigest()
+
+    @property
+    def label(self) -> str:
+        return f"all_of({', '.join(metric_label(part) for part in self.parts)})"
+
+    def __call__(self, gold: Any, pred: Any, trace: Any = None, pred_name: Any = None,
+                 pred_trace: Any = None) -> Any:
+        total, lines = 0.0, []
+        for part, weight, five in zip(self.parts, self.weights, self._five, strict=True):
+            raw = part(gold, pred, trace, pred_name, pred_trace) if five else part(gold, pred)
+            result = read_metric_result(raw)
+            total += weight * result.score
+            feedback = result.feedback.strip().replace("\n", "\n  ")
+            lines.append(f"[{metric_label(part)}, weight {weight:g}] {result.score:.2f}: {feedback}")
+        return _prediction(total / sum(self.weights), "\n".join(lines))
+
+    def __repr__(self) -> str:
+        weights = ", ".join(f"{w:g}" for w in self.weights)
+        return f"<{self.label} weights [{weights}]>"
+
+
+def all_of(*metrics: Metric, weights: Sequence[float] | None = None) -> AllOf:
+    """One feedback metric from several: e.g. ``all_of(exact_match("category"), rubric, weights=[1, 2])``.
+
+    The score is the weighted mean of the parts' scores (equal weights by default); the feedback
+    lists each part's feedback under its label, so GEPA's reflection sees every reason at once.
+    """
+    if not metrics:
+        raise ValueError("all_of() needs at least one metric, like all_of(exact_match('category'), rubric)")
+    for index, metric in enumerate(metrics):
+        if not callable(metric):
+            raise TypeError(f"all_of(): argument {index + 1} is {metric!r}, not a metric (a callable)")
+    if weights is None:
+        weights = [1.0] * len(metrics)
+    weights = list(weights)
+    if len(weights) != len(metrics):
+        raise ValueError(f"all_of(): {len(metrics)} metrics but {len(weights)} weights ({weights!r}); "
+                         "give one weight per metric")
+    for weight in weights:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
+                or weight <= 0:
+            raise ValueError(f"all_of(): weights must be numbers > 0, got {weight!r} in {weights!r}")
+    return AllOf(metrics, weights)

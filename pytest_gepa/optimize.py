@@ -1,4 +1,4 @@
-"""Running the optimizer: the only module that imports GEPA.
+"""Running the optimizer: the only module that imports GEPA (and MIPROv2 / BootstrapFewShot).
 
 It returns what happened (the program, its validation scores, the trajectory, how the run ended)
 and raises ``OptimizerError`` when the run "succeeded" without ever producing a usable proposal,
@@ -23,6 +23,7 @@ MIN_INSTRUCTION_WORDS = 3
 class OptimizationRun:
     """What one optimizer run produced, for the artifact and the summary."""
 
+    optimizer: str
     program: Any
     val_baseline: float | None
     val_optimized: float | None
@@ -32,6 +33,7 @@ class OptimizationRun:
     trajectory: list[tuple[int, float]]
     wall_time_s: float
     stop_reason: str | None = None
+    lm_calls: int = 0
 
 
 @dataclass
@@ -160,6 +162,7 @@ def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metri
     results = optimized.detailed_results
     scores = list(results.val_aggregate_scores)
     run = OptimizationRun(
+        optimizer="gepa",
         program=optimized,
         val_baseline=scores[0] if scores else None,
         val_optimized=scores[results.best_idx] if scores else None,
@@ -202,3 +205,93 @@ def _check_the_run_did_something(run: OptimizationRun, observer: CompileObserver
     # good already). The artifact is written, and says so.
     run.stop_reason = (f"none of {len(observer.proposals)} proposal(s) beat the starting instruction "
                        "on the validation split")
+
+
+@dataclass
+class Budget:
+    """What a budget word or number means to an optimizer that is not GEPA."""
+
+    auto: str | None
+    trials: int | None
+
+    @classmethod
+    def of(cls, budget: str | int) -> Budget:
+        return cls(auto=budget, trials=None) if isinstance(budget, str) else cls(auto=None, trials=budget)
+
+
+class ScalarMetric:
+    """A feedback metric seen as the float MIPROv2 and BootstrapFewShot want; it counts its calls.
+
+    A ``dspy.Prediction(score=0, feedback=...)`` is truthy, so without this adapter a failed
+    example would pass BootstrapFewShot's check.
+    """
+
+    def __init__(self, metric: Metric) -> None:
+        from pytest_gepa.evaluate import call_metric
+
+        self._call = call_metric
+        self.metric = metric
+        self.calls = 0
+
+    def __call__(self, gold: Any, pred: Any, trace: Any = None) -> float:
+        self.calls += 1
+        return self._call(self.metric, gold, pred).score
+
+
+def run_optimizer(name: str, program: Any, trainset: list[Any], valset: list[Any], metric: Metric, *,
+                  task_lm: Any, reflection_lm: Any, budget: str | int, seed: int, threads: int,
+                  stop_at: float | None, patience: int | None, progress: Callable[[str], None],
+                  reflection_failures: Callable[[], str | None], options: dict[str, Any]) -> OptimizationRun:
+    """Run the named optimizer; every optimizer reports the same ``OptimizationRun``."""
+    if name == "gepa":
+        return run_gepa(program, trainset, valset, metric, task_lm=task_lm, reflection_lm=reflection_lm,
+                        budget=budget, seed=seed, threads=threads, stop_at=stop_at, patience=patience,
+                        progress=progress, reflection_failures=reflection_failures, options=options)
+    import dspy
+
+    from pytest_gepa.evaluate import evaluate
+
+    scalar = ScalarMetric(metric)
+    plan = Budget.of(budget)
+    started = time.perf_counter()
+    with dspy.context(lm=task_lm):
+        baseline = evaluate(program, valset, metric, lm=task_lm, threads=threads)
+        if name == "miprov2":
+            _require_optuna()
+            candidates = None if plan.auto else max(2, (plan.trials or 4) // 2)
+            optimizer = dspy.MIPROv2(metric=scalar, prompt_model=reflection_lm, task_model=task_lm,
+                                     auto=plan.auto, num_candidates=candidates, num_threads=threads, seed=seed,
+                                     verbose=False, **options)
+            progress(f"MIPROv2, budget {budget}")
+            # MIPROv2 refuses minibatches larger than the valset; small valsets are scored whole.
+            optimized = optimizer.compile(program, trainset=trainset, valset=valset, num_trials=plan.trials,
+                                          minibatch=len(valset) > 35)
+        elif name == "bootstrap":
+            options.setdefault("metric_threshold", stop_at if stop_at is not None else 1.0)
+            optimizer = dspy.BootstrapFewShot(metric=scalar, **options)
+            progress("BootstrapFewShot")
+            optimized = optimizer.compile(program, trainset=trainset)
+        else:
+            raise OptimizerError(f"unknown optimizer {name!r}; use gepa, miprov2 or bootstrap")
+        after = evaluate(optimized, valset, metric, lm=task_lm, threads=threads)
+    return OptimizationRun(
+        optimizer=name,
+        program=optimized,
+        val_baseline=baseline.score,
+        val_optimized=after.score,
+        metric_calls=scalar.calls,
+        candidates=1,
+        accepted_proposals=0,
+        trajectory=[(0, baseline.score), (scalar.calls, after.score)],
+        wall_time_s=round(time.perf_counter() - started, 3),
+        stop_reason="optimizer finished",
+    )
+
+
+def _require_optuna() -> None:
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        raise OptimizerError(
+            "MIPROv2 needs the optional dependency optuna: pip install \"pytest-gepa[miprov2]\""
+        ) from None

@@ -45,6 +45,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("gepa_threads", "parallel LM calls during evaluation", "4"),
     Option("gepa_retries", "retries of a failed LM call, with exponential backoff", "3"),
     Option("gepa_optimizer", "optimizer: gepa, miprov2 or bootstrap", "gepa"),
+    Option("gepa_compare", "also run this optimizer (gepa, miprov2 or bootstrap) and show both side by side"),
+    Option("gepa_keep_best", "with --gepa-compare, keep the better of the two as the artifact", is_switch=True),
     Option("gepa_max_cost", "stop a compile once its LM cost exceeds this many USD"),
     Option("gepa_min_score", "default min_score of gepa.gate, in [0, 1]", flag=False),
     Option("gepa_max_drop", "default max_drop of gepa.gate: allowed drop under the recorded score", "0.05",

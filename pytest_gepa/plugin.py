@@ -19,6 +19,7 @@ from pytest_gepa.settings import SETTINGS_KEY, Settings, resolve_settings
 
 if TYPE_CHECKING:
     from pytest_gepa.datasets import ExampleSet
+    from pytest_gepa.rubrics import Rubric
     from pytest_gepa.target import GepaTarget
 
 CALL_FAILED_KEY = pytest.StashKey[bool]()
@@ -37,6 +38,15 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_gepa import xdist
 
     xdist.register(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the embedded local model server if this run started one."""
+    import sys
+
+    local_model = sys.modules.get("pytest_gepa.local_model")
+    if local_model is not None:
+        local_model.stop_all()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -140,6 +150,21 @@ def gepa_examples(request: pytest.FixtureRequest) -> Callable[..., ExampleSet]:
     def load(path: str | Path, *, inputs: list[str] | tuple[str, ...], split: Any = None) -> ExampleSet:
         try:
             return load_examples(request.path.parent / path, inputs=inputs, split=split)
+        except GepaError as error:
+            _fail_readably(error)
+            raise  # unreachable: pytest.fail raises
+
+    return load
+
+
+@pytest.fixture
+def gepa_rubric(request: pytest.FixtureRequest) -> Callable[..., Rubric]:
+    """Load a rubric file (relative to the test file); its judge is gepa_judge_lm unless the file names one."""
+    from pytest_gepa.rubrics import load_rubric
+
+    def load(path: str | Path) -> Rubric:
+        try:
+            return load_rubric(request.path.parent / path, judge_lm=lambda: request.getfixturevalue("gepa_judge_lm"))
         except GepaError as error:
             _fail_readably(error)
             raise  # unreachable: pytest.fail raises

@@ -34,6 +34,7 @@ class TargetReport:
     previous_instructions: dict[str, str] = field(default_factory=dict)  # the committed artifact's
     baseline_instructions: dict[str, str] = field(default_factory=dict)  # the unoptimized program's
     trajectory: list[tuple[int, float]] = field(default_factory=list)
+    comparison: list[dict[str, Any]] = field(default_factory=list)  # --gepa-compare: one row per optimizer
 
     @property
     def delta(self) -> float | None:
@@ -86,7 +87,23 @@ def summary_lines(reports: Sequence[TargetReport]) -> list[str]:
     lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
              for row in (header, *rows)]
     lines.append("LM calls are task/reflection/judge.")
+    lines.extend(comparison_lines(reports))
     lines.extend(next_steps(reports))
+    return lines
+
+
+def comparison_lines(reports: Sequence[TargetReport]) -> list[str]:
+    """With --gepa-compare: each optimizer's result on the same split, side by side."""
+    lines = []
+    for r in reports:
+        if not r.comparison:
+            continue
+        parts = [
+            f"{row['optimizer']} {row['score']:.3f} ({row['ci'][0]:.2f}-{row['ci'][1]:.2f}), val "
+            f"{_num(row['val'])}, {row['lm_calls']} LM calls{' [kept]' if row['kept'] else ''}"
+            for row in r.comparison
+        ]
+        lines.append(f"compare {r.nodeid} [{r.name}]: " + "  vs  ".join(parts))
     return lines
 
 

@@ -27,7 +27,8 @@ JSON fields (schema ``pytest-gepa-report/1``)::
       artifact       path of the artifact file
       status         how the target ended: passed, compiled, loaded (not gated), failed,
                      rejected (compile candidate refused), stale, missing, corrupt, lm error,
-                     optimizer error, error (the test failed otherwise), pending (never finished)
+                     replay miss, optimizer error, error (the test failed otherwise),
+                     pending (never finished)
       score          mean devset score this run, 0..1, or null when not scored
       ci             [low, high] 95% bootstrap interval of score, or null
       min_score      the min_score threshold, or null
@@ -48,6 +49,8 @@ JSON fields (schema ``pytest-gepa-report/1``)::
       previous_instructions  {predictor: text} of the committed artifact a compile replaces, or {}
       baseline_instructions  {predictor: text} of the unoptimized program (compile only), or {}
       trajectory     [[metric_calls, best validation score so far], ...] over the GEPA run
+      comparison     with --gepa-compare, one row per optimizer run on the same split:
+                     {"optimizer", "val", "score", "ci", "lm_calls", "metric_calls", "kept"}; else []
     totals           the targets added up:
       targets        number of targets
       passed         targets that ended passed, compiled or loaded

@@ -36,6 +36,8 @@ class Settings:
     threads: int = 4
     retries: int = 3
     optimizer: str = "gepa"
+    compare: str | None = None
+    keep_best: bool = False
     max_cost: float | None = None
     min_score: float | None = None
     max_drop: float | None = 0.05
@@ -121,6 +123,9 @@ def resolve_settings(config: pytest.Config) -> Settings:
     optimizer = (_text(config, "gepa_optimizer") or "gepa").lower()
     if optimizer not in OPTIMIZERS:
         raise _usage("gepa_optimizer", optimizer, "one of " + ", ".join(OPTIMIZERS))
+    compare = _text(config, "gepa_compare")
+    if compare is not None and compare.lower() not in OPTIMIZERS:
+        raise _usage("gepa_compare", compare, "one of " + ", ".join(OPTIMIZERS))
     artifact_dir = _text(config, "gepa_artifact_dir")
     report = _text(config, "gepa_report")
     if report is not None and Path(report).suffix.lower() not in (".json", ".md", ".html"):
@@ -141,6 +146,8 @@ def resolve_settings(config: pytest.Config) -> Settings:
         threads=int(threads) if threads is not None else 4,
         retries=int(retries) if retries is not None else 3,
         optimizer=optimizer,
+        compare=compare.lower() if compare else None,
+        keep_best=_switch(config, "gepa_keep_best"),
         max_cost=_number(config, "gepa_max_cost", low=0, expected="a cost in USD, at least 0"),
         min_score=_number(config, "gepa_min_score", low=0, high=1, expected="a score between 0 and 1"),
         max_drop=_number(config, "gepa_max_drop", low=0, high=1, expected="a score drop between 0 and 1"),

@@ -75,6 +75,7 @@ class _Target:
     devset_scores: DevsetScores | None = None
     cassette: Cassette | None = None
     judge_errors_before: int = 0
+    rival: Any = None  # --gepa-compare: the other optimizer's run on the same split
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -198,8 +199,6 @@ class GepaTarget:
             ), stacklevel=3)
 
     def _optimize(self, target: _Target, program: Any, options: dict[str, Any]) -> Any:
-        from pytest_gepa.optimize import run_gepa
-
         target.examples.require("train", "val", purpose="compile")
         if target.store.exists():
             try:
@@ -207,22 +206,18 @@ class GepaTarget:
                 target.report.previous_instructions = dict(target.artifact.instructions)
             except ArtifactError:
                 target.artifact = None  # a corrupt artifact is simply replaced
-        task_lm, reflection_lm = self._lm("task", target), self._lm("reflection", target)
         target.baseline_program = program.deepcopy()
         target.report.baseline_instructions = serializer.instructions(program)
-        self._progress(f"compiling {self._nodeid} [{target.name}] with GEPA, budget {self._settings.budget}")
-        with self._metered(target, target.metric):
-            run = run_gepa(
-                program, list(target.examples.train), list(target.examples.val), target.metric,
-                task_lm=task_lm, reflection_lm=reflection_lm, budget=self._settings.budget,
-                seed=self._settings.seed, threads=self._settings.threads,
-                stop_at=self._settings.stop_at, patience=self._settings.patience,
-                progress=lambda line: self._progress(f"  {target.name}: {line}"),
-                reflection_failures=lambda: self._failure_of("reflection", target),
-                options=dict(options),
-            )
+        optimizer = str(options.pop("optimizer", None) or self._settings.optimizer).lower()
+        run = self._run_optimizer(target, optimizer, program, options)
+        rival = self._settings.compare
+        if rival is not None and rival != optimizer:
+            target.rival = self._run_optimizer(target, rival, target.baseline_program.deepcopy(), {})
         self._raise_first_miss(target)
-        self._raise_if_lm_failed("task", target)
+        # GEPA scores an example whose LM call failed as 0; a dead task or judge LM would
+        # otherwise look like a prompt that cannot be improved.
+        for role in ("task", "judge"):
+            self._raise_if_lm_failed(role, target)
         target.run = run
         report = target.report
         report.baseline = run.val_baseline
@@ -232,6 +227,25 @@ class GepaTarget:
         report.instructions = serializer.instructions(run.program)
         self._attach_task_lm(run.program, target)
         return run.program
+
+    def _run_optimizer(self, target: _Target, optimizer: str, program: Any, options: dict[str, Any]) -> Any:
+        from pytest_gepa.optimize import run_optimizer
+
+        self._progress(f"compiling {self._nodeid} [{target.name}] with {optimizer}, budget {self._settings.budget}")
+        before = self._session.meter.snapshot()
+        with self._metered(target, target.metric):
+            run = run_optimizer(
+                optimizer, program, list(target.examples.train), list(target.examples.val), target.metric,
+                task_lm=self._lm("task", target), reflection_lm=self._lm("reflection", target),
+                budget=self._settings.budget, seed=self._settings.seed, threads=self._settings.threads,
+                stop_at=self._settings.stop_at, patience=self._settings.patience,
+                progress=lambda line: self._progress(f"  {target.name}: {line}"),
+                reflection_failures=lambda: self._failure_of("reflection", target),
+                options=dict(options),
+            )
+        used = self._session.meter.since(before)
+        run.lm_calls = sum(counter.calls for counter in used.values())
+        return run
 
     # -- gate ------------------------------------------------------------------------------
 
@@ -273,7 +287,9 @@ class GepaTarget:
         if error_share_too_high(len(evaluation.errors), len(evaluation.results)):
             target.report.status = "lm error"
             first = evaluation.errors[0]
-            role = "task"
+            # Name the LM that actually failed: the judge's errors surface through the metric.
+            used = self._session.meter.since(target.usage_before)
+            role = "judge" if used["judge"].failures and not used["task"].failures else "task"
             raise LMError(
                 f"{len(evaluation.errors)} of {len(evaluation.results)} examples could not be scored: "
                 f"LM error from {self._describe_lm(role)}: {first.error}. "
@@ -296,6 +312,8 @@ class GepaTarget:
 
     def _gate_candidate(self, target: _Target, program: Any, devset: list[Any], metric: Metric,
                         evaluation: Evaluation, min_score: float | None, max_drop: float | None) -> GateResult:
+        if target.rival is not None:
+            program, evaluation = self._compare(target, program, devset, metric, evaluation)
         baseline = self._evaluate(target, target.baseline_program, devset, metric)
         target.devset_scores = DevsetScores(
             baseline=baseline.score, optimized=evaluation.score, ci=evaluation.ci,
@@ -320,6 +338,26 @@ class GepaTarget:
             f"gepa compile of {self._nodeid} [{target.name}] rejected:\n{verdict.explain()}\n"
             f"{kept}; the candidate is saved for review at '{target.store.rejected_path}'."
         )
+
+    def _compare(self, target: _Target, program: Any, devset: list[Any], metric: Metric,
+                 evaluation: Evaluation) -> tuple[Any, Evaluation]:
+        """Score the rival optimizer's program too; with --gepa-keep-best the better one is the candidate."""
+        primary, rival = target.run, target.rival
+        rival_evaluation = self._evaluate(target, rival.program, devset, metric)
+        keep_rival = self._settings.keep_best and rival_evaluation.score > evaluation.score
+
+        def row(run: Any, scored: Evaluation, kept: bool) -> dict[str, Any]:
+            return {"optimizer": run.optimizer, "val": run.val_optimized, "score": scored.score,
+                    "ci": list(scored.ci), "lm_calls": run.lm_calls, "metric_calls": run.metric_calls, "kept": kept}
+
+        target.report.comparison = [row(primary, evaluation, not keep_rival), row(rival, rival_evaluation, keep_rival)]
+        if not keep_rival:
+            return program, evaluation
+        target.run = rival
+        self._by_program[id(rival.program)] = target
+        target.report.instructions = serializer.instructions(rival.program)
+        target.report.trajectory = list(rival.trajectory)
+        return rival.program, rival_evaluation
 
     def _conclude(self, target: _Target, evaluation: Evaluation, verdict: GateVerdict) -> GateResult:
         self._finish_usage(target)
@@ -449,12 +487,14 @@ class GepaTarget:
         run = target.run
         examples = target.examples
         structure = serializer.structure(program)
+        state = serializer.program_state(program)
         return Artifact(
             schema_version=SCHEMA_VERSION,
             target=self._nodeid,
             name=target.name,
-            program=serializer.program_state(program),
+            program=state,
             instructions=serializer.instructions(program),
+            demos=serializer.demos(state),
             scores=Scores(val_baseline=run.val_baseline, val_optimized=run.val_optimized,
                           devset=target.devset_scores),
             provenance=Provenance(
@@ -471,7 +511,7 @@ class GepaTarget:
                 versions={"dspy": dspy.__version__, "gepa": _version("gepa"), "pytest-gepa": __version__},
             ),
             optimizer=OptimizerRecord(
-                name="gepa", budget=self._settings.budget, seed=self._settings.seed,
+                name=run.optimizer, budget=self._settings.budget, seed=self._settings.seed,
                 metric_calls=run.metric_calls, candidates=run.candidates,
                 accepted_proposals=run.accepted_proposals, trajectory=run.trajectory,
                 stop_reason=run.stop_reason, lm_usage=self._usage_record(target), wall_time_s=run.wall_time_s,

@@ -11,7 +11,7 @@ def test_compile_beats_baseline_and_writes_every_section(triage_project: TriageP
     result = triage_project.compile()
     result.assert_outcomes(passed=1)
     artifact = json.loads(triage_project.artifact.read_text())
-    assert set(artifact) == {"schema_version", "target", "name", "program", "instructions", "scores",
+    assert set(artifact) == {"schema_version", "target", "name", "program", "instructions", "demos", "scores",
                              "provenance", "optimizer"}
     assert artifact["target"] == triage_project.nodeid
     scores = artifact["scores"]

@@ -69,6 +69,7 @@ class Artifact(_Strict):
     name: str
     program: dict[str, Any]
     instructions: dict[str, str]
+    demos: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     scores: Scores
     provenance: Provenance
     optimizer: OptimizerRecord

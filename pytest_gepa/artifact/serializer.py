@@ -52,6 +52,12 @@ def instructions(program: Any) -> dict[str, str]:
     return {name: predictor.signature.instructions for name, predictor in program.named_predictors()}
 
 
+def demos(state: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Each predictor's few-shot demos (from its stored state), for reviewers; empty ones left out."""
+    return {name: list(value["demos"]) for name, value in state.items()
+            if isinstance(value, dict) and value.get("demos")}
+
+
 def structure(program: Any) -> dict[str, dict[str, list[str]]]:
     """What the artifact must still fit: each predictor's name and its signature's fields."""
     return {

@@ -24,6 +24,7 @@ from .engine import (
     render,
     scripted_lm,
 )
+from .judge import JudgeSkill
 from .triage import (
     CATEGORIES,
     CONVENTIONS,
@@ -60,6 +61,7 @@ __all__ = [
     "ChatRequest",
     "Convention",
     "HTTPReply",
+    "JudgeSkill",
     "OutputField",
     "Prompt",
     "ScriptedEngine",

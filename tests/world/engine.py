@@ -187,9 +187,10 @@ class World:
 
     def __init__(self, skills: Sequence[Skill] | None = None) -> None:
         if skills is None:
-            from .triage import TriageReflector, TriageStudent  # triage imports this module
+            from .judge import JudgeSkill  # these modules import this one
+            from .triage import TriageReflector, TriageStudent
 
-            skills = (TriageStudent(), TriageReflector())
+            skills = (TriageStudent(), TriageReflector(), JudgeSkill())
         self.skills: list[Skill] = list(skills)
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
