@@ -95,11 +95,17 @@ class EarlyStop:
 
     stop_at: float | None
     patience: int | None
+    over_budget: Callable[[], str | None] = lambda: None
     reason: str | None = None
+    stopped_over_budget: bool = False
     _best: float = float("-inf")
     _stalled: int = 0
 
     def __call__(self, gepa_state: Any) -> bool:
+        spent = self.over_budget()
+        if spent is not None:
+            self.reason, self.stopped_over_budget = spent, True
+            return True
         scores = list(gepa_state.program_full_scores_val_set or [])
         best = max(scores) if scores else float("-inf")
         if self.stop_at is not None and best >= self.stop_at:
@@ -134,7 +140,7 @@ def gepa_metric(metric: Metric) -> Metric:
 
 def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metric, *, task_lm: Any,
              reflection_lm: Any, budget: str | int, seed: int, threads: int, stop_at: float | None,
-             patience: int | None,
+             patience: int | None, over_budget: Callable[[], str | None] = lambda: None,
              progress: Callable[[str], None], reflection_failures: Callable[[], str | None],
              options: dict[str, Any]) -> OptimizationRun:
     """Run dspy's real GEPA on train/val and return the best program with what the run looked like."""
@@ -143,7 +149,7 @@ def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metri
     observer = CompileObserver(progress=progress)
     gepa_kwargs = dict(options.pop("gepa_kwargs", {}) or {})
     gepa_kwargs["callbacks"] = [*gepa_kwargs.get("callbacks", []), observer]
-    early_stop = EarlyStop(stop_at=stop_at, patience=patience)
+    early_stop = EarlyStop(stop_at=stop_at, patience=patience, over_budget=over_budget)
     gepa_kwargs["stop_callbacks"] = [*gepa_kwargs.get("stop_callbacks", []), early_stop]
     budget_kwargs: dict[str, Any] = {"auto": budget} if isinstance(budget, str) else {"max_metric_calls": budget}
     optimizer = dspy.GEPA(
@@ -159,6 +165,9 @@ def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metri
     with dspy.context(lm=task_lm):
         optimized = optimizer.compile(program, trainset=trainset, valset=valset)
     wall = time.perf_counter() - started
+    if early_stop.stopped_over_budget:
+        raise OptimizerError(f"the compile was stopped: {early_stop.reason}. The previous artifact is unchanged; "
+                             "raise --gepa-max-cost or lower --gepa-budget.")
     results = optimized.detailed_results
     scores = list(results.val_aggregate_scores)
     run = OptimizationRun(
@@ -241,12 +250,14 @@ class ScalarMetric:
 def run_optimizer(name: str, program: Any, trainset: list[Any], valset: list[Any], metric: Metric, *,
                   task_lm: Any, reflection_lm: Any, budget: str | int, seed: int, threads: int,
                   stop_at: float | None, patience: int | None, progress: Callable[[str], None],
-                  reflection_failures: Callable[[], str | None], options: dict[str, Any]) -> OptimizationRun:
+                  reflection_failures: Callable[[], str | None], options: dict[str, Any],
+                  over_budget: Callable[[], str | None] = lambda: None) -> OptimizationRun:
     """Run the named optimizer; every optimizer reports the same ``OptimizationRun``."""
     if name == "gepa":
         return run_gepa(program, trainset, valset, metric, task_lm=task_lm, reflection_lm=reflection_lm,
                         budget=budget, seed=seed, threads=threads, stop_at=stop_at, patience=patience,
-                        progress=progress, reflection_failures=reflection_failures, options=options)
+                        over_budget=over_budget, progress=progress, reflection_failures=reflection_failures,
+                        options=options)
     import dspy
 
     from pytest_gepa.evaluate import evaluate

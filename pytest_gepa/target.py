@@ -242,6 +242,7 @@ class GepaTarget:
                 progress=lambda line: self._progress(f"  {target.name}: {line}"),
                 reflection_failures=lambda: self._failure_of("reflection", target),
                 options=dict(options),
+                over_budget=lambda: self._over_budget(target),
             )
         used = self._session.meter.since(before)
         run.lm_calls = sum(counter.calls for counter in used.values())
@@ -456,6 +457,22 @@ class GepaTarget:
                 "The previous artifact is unchanged."
             )
 
+    def _cost(self, used: dict[str, RoleCounter]) -> float | None:
+        """The USD cost of this usage, or None when any role that made calls has no known price."""
+        costs = [cost_usd(self._session.meter.models.get(role), used[role].prompt_tokens,
+                          used[role].completion_tokens) for role in ROLES if used[role].calls]
+        return None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
+
+    def _over_budget(self, target: _Target) -> str | None:
+        """--gepa-max-cost, checked by the optimizer between iterations."""
+        limit = self._settings.max_cost
+        if limit is None:
+            return None
+        spent = self._cost(self._session.meter.since(target.usage_before))
+        if spent is None or spent <= limit:
+            return None
+        return f"LM cost ${spent:.4f} exceeded --gepa-max-cost ${limit:.4f}"
+
     def _finish_usage(self, target: _Target) -> None:
         used = self._session.meter.since(target.usage_before)
         report = target.report
@@ -464,10 +481,7 @@ class GepaTarget:
             report.judge_errors = judge_errors - target.judge_errors_before
         report.lm_calls = {role: used[role].calls for role in ROLES}
         report.tokens = {role: used[role].prompt_tokens + used[role].completion_tokens for role in ROLES}
-        costs = [cost_usd(self._session.meter.models.get(role), used[role].prompt_tokens,
-                          used[role].completion_tokens) for role in ROLES if used[role].calls]
-        known = [c for c in costs if c is not None]
-        report.cost_usd = sum(known) if known and len(known) == len(costs) else None
+        report.cost_usd = self._cost(used) if any(used[role].calls for role in ROLES) else None
 
     def _usage_record(self, target: _Target) -> dict[str, RoleUsage]:
         used = self._session.meter.since(target.usage_before)
