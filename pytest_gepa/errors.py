@@ -6,6 +6,9 @@ traceback); see ``plugin.py``. Bad configuration is ``pytest.UsageError`` instea
 
 from __future__ import annotations
 
+import os
+import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -52,3 +55,33 @@ class CassetteMissError(GepaError):
 
 class GepaWarning(pytest.PytestWarning):
     """Something changed that does not fail the gate but deserves a look (data or metric drift)."""
+
+
+# -- secrets -------------------------------------------------------------------------------------
+# Provider errors love to quote the key they rejected. Every message pytest-gepa shows or writes
+# passes through ``redact`` first.
+
+_SECRETS: set[str] = set()
+_SECRETS_LOCK = threading.Lock()
+_SECRET_ENV = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|AUTH", re.IGNORECASE)
+# Shapes of common API keys, for keys that reached a message without being registered.
+_KEY_SHAPES = re.compile(r"\b(?:sk|pk|rk|hf|gsk|xai|key)-[A-Za-z0-9_\-]{8,}|\bBearer\s+[A-Za-z0-9._\-]{8,}")
+MIN_SECRET_LENGTH = 6
+
+
+def register_secret(value: object) -> None:
+    """Remember a credential (an ``api_key``, a header value) so that ``redact`` hides it."""
+    if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH:
+        with _SECRETS_LOCK:
+            _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    """``text`` with every known secret, secret-looking environment value and key-shaped token hidden."""
+    with _SECRETS_LOCK:
+        secrets = set(_SECRETS)
+    secrets.update(value for name, value in os.environ.items()
+                   if _SECRET_ENV.search(name) and len(value) >= MIN_SECRET_LENGTH)
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return _KEY_SHAPES.sub("***", text)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_gepa.datasets import example_id
-from pytest_gepa.errors import GepaError
+from pytest_gepa.errors import GepaError, redact
 from pytest_gepa.gate import confidence_interval, mean
 from pytest_gepa.metrics import Metric, MetricResult, read_metric_result
 
@@ -88,7 +88,8 @@ def _is_parse_error(exc: BaseException) -> bool:
 
 
 def describe_error(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    """One line naming the error, with any credential it quotes hidden."""
+    text = redact(" ".join(str(exc).split()))
     if len(text) > 300:
         text = text[:297] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

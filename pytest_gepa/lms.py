@@ -81,6 +81,7 @@ class UsageMeter:
         elif not mine:
             callbacks.append(RoleMeter(self, role))
         self.models[role] = str(getattr(lm, "model", ""))
+        _register_credentials(lm)
         return lm
 
     def started(self, role: str) -> None:
@@ -128,6 +129,19 @@ class UsageMeter:
                 first_error=b.first_error if b.failures > a.failures else None,
             )
         return used
+
+
+def _register_credentials(lm: Any) -> None:
+    """The LM's key and header values must never show in a message: tell ``redact`` about them."""
+    from pytest_gepa.errors import register_secret
+
+    kwargs = getattr(lm, "kwargs", {}) or {}
+    register_secret(kwargs.get("api_key"))
+    for name in ("extra_headers", "headers"):
+        headers = kwargs.get(name)
+        if isinstance(headers, dict):
+            for value in headers.values():
+                register_secret(value)
 
 
 def cost_usd(model: str | None, prompt_tokens: int, completion_tokens: int) -> float | None:

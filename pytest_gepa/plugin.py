@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_gepa.errors import GepaError
+from pytest_gepa.errors import GepaError, redact
 from pytest_gepa.options import add_options
 from pytest_gepa.session import SESSION_KEY, GepaSession
 from pytest_gepa.settings import SETTINGS_KEY, Settings, resolve_settings
@@ -54,7 +54,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """Show a gepa failure as its one explanatory message, not a traceback through the plugin."""
     report = yield
     if call.excinfo is not None and call.excinfo.errisinstance(GepaError):
-        report.longrepr = f"{type(call.excinfo.value).__name__}: {call.excinfo.value}"
+        report.longrepr = redact(f"{type(call.excinfo.value).__name__}: {call.excinfo.value}")
     if call.when == "call":
         item.stash[CALL_FAILED_KEY] = report.failed
     return report

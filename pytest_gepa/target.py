@@ -37,6 +37,7 @@ from pytest_gepa.errors import (
     LMError,
     OptimizerError,
     StaleArtifactError,
+    redact,
 )
 from pytest_gepa.evaluate import Evaluation, evaluate
 from pytest_gepa.gate import GateResult, GateVerdict, assess, error_share_too_high
@@ -363,7 +364,7 @@ class GepaTarget:
     def _conclude(self, target: _Target, evaluation: Evaluation, verdict: GateVerdict) -> GateResult:
         self._finish_usage(target)
         target.done = True
-        target.report.message = "" if verdict.passed else verdict.explain()
+        target.report.message = "" if verdict.passed else redact(verdict.explain())
         return GateResult(score=evaluation.score, ci=evaluation.ci, per_example=evaluation.per_example,
                           passed=verdict.passed, verdict=verdict, errors=len(evaluation.errors))
 
@@ -541,7 +542,7 @@ def _explained(target: _Target) -> Iterator[None]:
         yield
     except GepaError as error:
         report = target.report
-        report.message = report.message or str(error)
+        report.message = report.message or redact(str(error))
         if report.status == "pending":
             report.status = "optimizer error" if isinstance(error, OptimizerError) else "error"
         raise

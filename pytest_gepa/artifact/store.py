@@ -81,6 +81,7 @@ class ArtifactStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             with self._lock():
+                _remove_leftovers(path)
                 handle = tempfile.NamedTemporaryFile(
                     "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
                 )
@@ -96,3 +97,10 @@ class ArtifactStore:
         except Timeout:
             raise ArtifactError(f"{path}: another process has held its lock for {LOCK_TIMEOUT_S:.0f}s "
                                 "(a compile of the same target in parallel?); wait for it and run again") from None
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Temp files of a write that was killed (SIGKILL leaves no chance to clean up). Safe under the
+    lock: no other writer of this file is running."""
+    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+        leftover.unlink(missing_ok=True)

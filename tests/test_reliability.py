@@ -1,0 +1,129 @@
+"""Interrupted compiles, parallel writers and secrets: every failure loses nothing and leaks nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import world
+from conftest import HTTP_LMS, SECRET_HEADER, SECRET_KEY, TriageProject
+from filelock import FileLock
+
+from pytest_gepa.artifact import store as store_module
+from pytest_gepa.artifact.store import ArtifactStore
+from pytest_gepa.errors import ArtifactError, redact, register_secret
+
+TESTS_DIR = Path(__file__).parent
+
+
+def _popen_compile(project: TriageProject, base_url: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
+           "GEPA_TEST_BASE_URL": base_url}
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--gepa-compile", "-p", "no:cacheprovider", "-o", "gepa_stop_at=off"],
+        cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+
+
+def _wait_for(process: subprocess.Popen[str], needle: str, timeout: float = 60.0) -> str:
+    seen = []
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+    raise AssertionError(f"never saw {needle!r} in:\n{''.join(seen)}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
+def test_an_interrupted_compile_leaves_the_artifact_byte_identical(triage_project: TriageProject,
+                                                                   sig: signal.Signals) -> None:
+    triage_project.compile().assert_outcomes(passed=1)
+    before = triage_project.artifact.read_bytes()
+    triage_project.pytester.makeconftest(HTTP_LMS)
+    with world.ScriptedServer(latency=0.01) as server:
+        process = _popen_compile(triage_project, server.base_url)
+        try:
+            _wait_for(process, "best val")  # the optimizer is running
+            os.kill(process.pid, sig)
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            assert process.stdout is not None
+            process.stdout.close()
+    assert process.returncode != 0
+    assert triage_project.artifact.read_bytes() == before
+    leftovers = [p.name for p in triage_project.artifact.parent.iterdir() if p.name != "test_triage_prompt.json"]
+    assert leftovers == []
+
+
+def test_a_held_lock_is_reported_with_a_clear_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = ArtifactStore(tmp_path / "gepa_artifacts" / "test_x" / "target.json")
+    monkeypatch.setattr(store_module, "LOCK_TIMEOUT_S", 0.2)
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:  # another process compiling the same target
+        with FileLock(store._lock().lock_file):
+            held.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(5)
+    try:
+        with pytest.raises(ArtifactError, match=r"another process has held its lock for 0s .*wait for it and run again"):
+            store._write_atomically(store.path, "{}")
+    finally:
+        release.set()
+        thread.join()
+    assert not store.path.exists()
+
+
+def test_leftover_temp_files_of_a_killed_write_are_removed_by_the_next_write(tmp_path: Path) -> None:
+    path = tmp_path / "target.json"
+    leftover = tmp_path / ".target.json.abc123.tmp"
+    leftover.write_text("half a fi")
+    ArtifactStore(path)._write_atomically(path, "{}\n")
+    assert path.read_text() == "{}\n" and not leftover.exists()
+
+
+def test_redact_hides_registered_secrets_environment_keys_and_key_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    register_secret("hunter2-very-secret")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "ant-0000-secret-value")
+    text = redact("failed with hunter2-very-secret, ant-0000-secret-value, sk-abcdefghijklmnop and Bearer abc.def.ghi.jkl")
+    assert text == "failed with ***, ***, *** and ***"
+
+
+def test_a_provider_error_quoting_the_key_never_shows_it(http_project: TriageProject,
+                                                         scripted_server: world.ScriptedServer) -> None:
+    http_project.compile("--gepa-record", "--gepa-report", "report.html").assert_outcomes(passed=1)
+
+    def reject(request: world.ChatRequest) -> world.HTTPReply:
+        return world.HTTPReply(401, {"error": {"message": f"Incorrect API key provided: {SECRET_KEY}.",
+                                               "type": "invalid_request_error", "code": "invalid_api_key"}})
+
+    scripted_server.hooks["task"] = reject
+    result = http_project.run("--junitxml=junit.xml", "--gepa-report", "report.json", "-v")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["LMError: 10 of 10 examples could not be scored: LM error from the task model "
+                                 "'openai/task' at http://127.0.0.1:*/v1: *"])
+    output = result.stdout.str() + result.stderr.str()
+    assert SECRET_KEY not in output and SECRET_HEADER not in output
+    for path in http_project.root.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".jsonl", ".xml", ".html", ".md"):
+            text = path.read_text()
+            assert SECRET_KEY not in text and SECRET_HEADER not in text, path
