@@ -148,6 +148,9 @@ def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metri
 
     observer = CompileObserver(progress=progress)
     gepa_kwargs = dict(options.pop("gepa_kwargs", {}) or {})
+    # The same candidate is often scored on the same example twice (minibatch, then full val);
+    # GEPA can remember those scores instead of paying for the LM calls again.
+    gepa_kwargs.setdefault("cache_evaluation", True)
     gepa_kwargs["callbacks"] = [*gepa_kwargs.get("callbacks", []), observer]
     early_stop = EarlyStop(stop_at=stop_at, patience=patience, over_budget=over_budget)
     gepa_kwargs["stop_callbacks"] = [*gepa_kwargs.get("stop_callbacks", []), early_stop]
