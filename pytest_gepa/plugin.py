@@ -60,6 +60,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Remember files not run whole: leftover artifacts there may belong to tests not run."""
+    for item in items:
+        session = item.config.stash.get(SESSION_KEY, None)
+        if session is not None:
+            session.partial_files.add(item.nodeid.split("::")[0])
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Write ``--gepa-report`` once, on the controller, after every worker's reports arrived."""
     config = session.config
@@ -91,6 +99,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_sep("=", "gepa")
     for line in summary_lines(session.sorted_reports()):
         terminalreporter.write_line(line)
+    if terminalreporter.config.option.maxfail or terminalreporter.config.getoption("lf", False):
+        return  # a run cut short says nothing about which targets still exist
+    unused = session.unused_files()
+    if unused:
+        terminalreporter.write_line(f"{len(unused)} gepa file(s) belong to no target of these tests any more "
+                                    "(renamed or removed?); delete them if so:")
+        for path in unused:
+            terminalreporter.write_line(f"  {path}")
 
 
 # -- fixtures --------------------------------------------------------------------------------

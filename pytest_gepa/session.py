@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,22 @@ class GepaSession:
     settings: Settings
     meter: UsageMeter = field(default_factory=UsageMeter)
     reports: list[TargetReport] = field(default_factory=list)
+    # Test files some of whose tests did not run (-k, --lf, -x): their unused files are not judged.
+    partial_files: set[str] = field(default_factory=set)
+
+    def unused_files(self) -> list[Path]:
+        """Artifacts and cassettes of fully run test files that no target of this run owns."""
+        from pytest_gepa.artifact.store import unused_files
+
+        owners: dict[tuple[Path, str], set[str]] = {}
+        for report in self.reports:
+            test_file = report.nodeid.split("::")[0]
+            owners.setdefault((Path(report.artifact).parent, test_file), set()).add(report.name)
+        found: list[Path] = []
+        for (directory, test_file), names in sorted(owners.items()):
+            if test_file not in self.partial_files:
+                found.extend(unused_files(directory, names))
+        return found
 
     def sorted_reports(self) -> list[TargetReport]:
         """In node-id order, so the summary and the report read the same with or without xdist."""

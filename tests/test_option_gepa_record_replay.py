@@ -91,3 +91,21 @@ def test_corrupt_cassette_line_names_file_and_line(triage_project: TriageProject
     result = triage_project.run("--gepa-replay")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["GepaError: *test_triage_prompt.cassette.jsonl:3: corrupt cassette line*"])
+
+
+def test_files_of_targets_that_no_longer_exist_are_reported(triage_project: TriageProject) -> None:
+    triage_project.compile("--gepa-record").assert_outcomes(passed=1)
+    source = (triage_project.root / "test_triage.py").read_text()
+    triage_project.write_test(source=source.replace("def test_triage_prompt", "def test_triage_renamed"))
+    triage_project.compile().assert_outcomes(passed=1)
+    result = triage_project.run()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([
+        "2 gepa file(s) belong to no target of these tests any more (renamed or removed?); delete them if so:",
+        "  *gepa_artifacts/test_triage/test_triage_prompt.json",
+        "  *gepa_artifacts/test_triage/test_triage_prompt.cassette.jsonl",
+    ])
+    # A run that skips some of the file's tests cannot tell which targets still exist.
+    renamed = (triage_project.root / "test_triage.py").read_text()
+    triage_project.write_test(source=renamed + "\n\ndef test_other():\n    pass\n")
+    assert "belong to no target" not in triage_project.run("-k", "renamed").stdout.str()

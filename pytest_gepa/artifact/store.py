@@ -104,3 +104,13 @@ def _remove_leftovers(path: Path) -> None:
     lock: no other writer of this file is running."""
     for leftover in path.parent.glob(f".{path.name}.*.tmp"):
         leftover.unlink(missing_ok=True)
+
+
+def unused_files(directory: Path, names: set[str]) -> list[Path]:
+    """Artifacts and cassettes in ``directory`` that belong to none of ``names`` (targets that ran)."""
+    found = []
+    for path in sorted(directory.glob("*.json")) + sorted(directory.glob("*.cassette.jsonl")):
+        name = path.name.removesuffix(".cassette.jsonl").removesuffix(".rejected.json").removesuffix(".json")
+        if name not in names:
+            found.append(path)
+    return found
