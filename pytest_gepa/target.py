@@ -8,13 +8,12 @@ the artifact. The artifact store only reads and writes; the decisions are all he
 from __future__ import annotations
 
 import re
-import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_gepa import __version__
 from pytest_gepa.artifact import serializer
@@ -46,6 +45,9 @@ from pytest_gepa.metrics import Metric, metric_fingerprint
 from pytest_gepa.report import TargetReport
 from pytest_gepa.session import GepaSession
 
+if TYPE_CHECKING:
+    from pytest_gepa.optimize import OptimizationRun
+
 
 def artifact_path(test_file: Path, name: str, artifact_dir: Path | None) -> Path:
     """``<test dir>/gepa_artifacts/<module>/<name>.json``, or under ``--gepa-artifact-dir``."""
@@ -70,14 +72,12 @@ class _Target:
     usage_before: dict[str, RoleCounter]
     artifact: Artifact | None = None  # gate mode: the loaded one; compile mode: the one it would replace
     baseline_program: Any = None
-    run: Any = None
-    gated: bool = False
+    run: OptimizationRun | None = None
     done: bool = False
     devset_scores: DevsetScores | None = None
     cassette: Cassette | None = None
     judge_errors_before: int = 0
-    rival: Any = None  # --gepa-compare: the other optimizer's run on the same split
-    started: float = field(default_factory=time.perf_counter)
+    rival: OptimizationRun | None = None  # --gepa-compare: the other optimizer's run on the same split
 
 
 class GepaTarget:
@@ -260,7 +260,6 @@ class GepaTarget:
 
     def _gate(self, target: _Target, program: Any, devset: Sequence[Any], metric: Metric,
               min_score: float | None, max_drop: float | None) -> GateResult:
-        target.gated = True
         settings = self._settings
         min_score = settings.min_score if min_score is None else min_score
         max_drop = settings.max_drop if max_drop is None else max_drop
@@ -345,6 +344,7 @@ class GepaTarget:
                  evaluation: Evaluation) -> tuple[Any, Evaluation]:
         """Score the rival optimizer's program too; with --gepa-keep-best the better one is the candidate."""
         primary, rival = target.run, target.rival
+        assert primary is not None and rival is not None
         rival_evaluation = self._evaluate(target, rival.program, devset, metric)
         keep_rival = self._settings.keep_best and rival_evaluation.score > evaluation.score
 
@@ -500,6 +500,7 @@ class GepaTarget:
         import dspy
 
         run = target.run
+        assert run is not None, "an artifact is built only after an optimizer run"
         examples = target.examples
         structure = serializer.structure(program)
         state = serializer.program_state(program)
