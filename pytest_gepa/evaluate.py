@@ -20,6 +20,9 @@ from pytest_gepa.errors import GepaError, redact
 from pytest_gepa.gate import confidence_interval, mean
 from pytest_gepa.metrics import Metric, MetricResult, read_metric_result
 
+# A model whose reply is not in the adapter's format scored 0: a model failure, not an LM error.
+UNPARSEABLE_REPLY = "The LM's reply could not be parsed:"
+
 
 @dataclass(frozen=True)
 class ExampleResult:
@@ -114,7 +117,7 @@ def evaluate_one(program: Any, example: Any, metric: Metric, lm: Any) -> Example
         raise  # a replay miss or a plugin error is the test's failure, not one example's
     except Exception as exc:
         if _is_parse_error(exc):
-            return ExampleResult(eid, 0.0, f"The LM's reply could not be parsed: {describe_error(exc)}")
+            return ExampleResult(eid, 0.0, f"{UNPARSEABLE_REPLY} {describe_error(exc)}")
         return ExampleResult(eid, None, "", error=describe_error(exc), lm_error=_is_lm_error(exc))
     try:
         result = call_metric(metric, example, prediction)

@@ -44,9 +44,9 @@ START_TIMEOUT_S = 120.0
 STDERR_TAIL_LINES = 20
 # Room for GEPA's reflection prompt (the instruction, a few examples, their feedback) and the answer.
 CONTEXT_TOKENS = 8192
-# Tiny models often ramble until the limit; 256 tokens caps a call at a few seconds on one CPU core
+# Tiny models often ramble until the limit; 384 tokens caps a call at several seconds on one CPU core
 # and still leaves room for a reflection LM's proposed instruction.
-MAX_TOKENS = 256
+MAX_TOKENS = 384
 # The server's own packages (llama-cpp-python's [server] extra), checked before starting it.
 SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
 
@@ -229,6 +229,22 @@ def _ready(base_url: str) -> bool:
         return False
 
 
+# Runs ``python -m llama_cpp.server`` and ends it when its parent (this pytest process) goes away,
+# however that happens: atexit does not run when pytest is killed, and an orphaned server would
+# hold a core and half a gigabyte of memory until someone noticed.
+_LAUNCHER = """
+import os, runpy, sys, threading, time
+parent = os.getppid()
+def watch():
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+threading.Thread(target=watch, daemon=True).start()
+sys.argv = ["llama_cpp.server", *sys.argv[1:]]
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+
+
 @dataclass
 class LocalServer:
     """One running ``python -m llama_cpp.server`` on 127.0.0.1, with its log file."""
@@ -253,7 +269,7 @@ class LocalServer:
         env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
         log = tempfile.NamedTemporaryFile(prefix="pytest-gepa-llama-server-", suffix=".log", delete=False)
         command = [
-            sys.executable, "-m", "llama_cpp.server",
+            sys.executable, "-c", _LAUNCHER,
             "--model", str(model), "--model_alias", served_name,
             "--host", "127.0.0.1", "--port", str(port),
             "--n_ctx", str(CONTEXT_TOKENS), "--n_threads", str(threads), "--n_threads_batch", str(threads),
@@ -369,19 +385,48 @@ class LocalLM(dspy.LM):
         """Start the server if needed; its OpenAI-compatible base URL."""
         return ensure_server(self._spec).base_url + "/v1"
 
+    @property
+    def supports_response_schema(self) -> bool:
+        # llama.cpp turns a JSON schema into a grammar that the answer cannot leave: dspy's JSONAdapter
+        # then gets parseable output even from a 135M model, which free-form JSON rarely is.
+        return True
+
     @with_callbacks
     def __call__(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> Any:
-        return _base_call(self, prompt, messages=messages, **{**kwargs, "api_base": self.base_url()})
+        return _base_call(self, prompt, messages=messages, **_server_kwargs(kwargs, self.base_url()))
 
     @with_callbacks
     async def acall(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> Any:
         import asyncio
 
         api_base = await asyncio.to_thread(self.base_url)
-        return await _base_acall(self, prompt, messages=messages, **{**kwargs, "api_base": api_base})
+        return await _base_acall(self, prompt, messages=messages, **_server_kwargs(kwargs, api_base))
 
     def dump_state(self) -> dict[str, Any]:
         return {**super().dump_state(), "local_model": self.local_model}
+
+
+def _server_kwargs(kwargs: dict[str, Any], api_base: str) -> dict[str, Any]:
+    """The call's settings as llama-cpp-python's server reads them: its address, and a structured-output
+    schema in the form its grammar takes (``{"type": "json_object", "schema": ...}``)."""
+    kwargs = {**kwargs, "api_base": api_base}
+    schema = _json_schema(kwargs.get("response_format"))
+    if schema is not None:
+        kwargs["response_format"] = {"type": "json_object", "schema": schema}
+    return kwargs
+
+
+def _json_schema(response_format: Any) -> dict[str, Any] | None:
+    """The JSON schema of a response format: a pydantic model (dspy's JSONAdapter) or OpenAI's
+    ``{"type": "json_schema", ...}``; None for anything else."""
+    from pydantic import BaseModel
+
+    if isinstance(response_format, type) and issubclass(response_format, BaseModel):
+        return response_format.model_json_schema()
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        return schema if isinstance(schema, dict) else None
+    return None
 
 
 def local_lm(model: str, *, retries: int = 3) -> Any:

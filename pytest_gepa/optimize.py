@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pytest_gepa.errors import OptimizerError
 from pytest_gepa.metrics import Metric
@@ -88,6 +88,16 @@ class CompileObserver:
             self.progress(f"iteration {self.iteration}: best val {best}, metric calls {self.metric_calls}{budget}")
 
 
+class RunWatch(Protocol):
+    """What the optimizer may ask the plugin while it runs (the plugin owns the LM meter)."""
+
+    def must_stop(self) -> str | None:
+        """Why the run must end now (over --gepa-max-cost, an LM that keeps failing), or None."""
+
+    def reflection_calls(self) -> tuple[int, str | None]:
+        """How many reflection LM calls were made, and the first error among them."""
+
+
 @dataclass
 class EarlyStop:
     """A GEPA stop callback: stop once validation reaches ``stop_at`` or stalls for ``patience``
@@ -95,16 +105,16 @@ class EarlyStop:
 
     stop_at: float | None
     patience: int | None
-    over_budget: Callable[[], str | None] = lambda: None
+    must_stop: Callable[[], str | None] = lambda: None
     reason: str | None = None
-    stopped_over_budget: bool = False
+    forced: bool = False
     _best: float = float("-inf")
     _stalled: int = 0
 
     def __call__(self, gepa_state: Any) -> bool:
-        spent = self.over_budget()
-        if spent is not None:
-            self.reason, self.stopped_over_budget = spent, True
+        why = self.must_stop()
+        if why is not None:
+            self.reason, self.forced = why, True
             return True
         scores = list(gepa_state.program_full_scores_val_set or [])
         best = max(scores) if scores else float("-inf")
@@ -140,8 +150,7 @@ def gepa_metric(metric: Metric) -> Metric:
 
 def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metric, *, task_lm: Any,
              reflection_lm: Any, budget: str | int, seed: int, threads: int, stop_at: float | None,
-             patience: int | None, over_budget: Callable[[], str | None] = lambda: None,
-             progress: Callable[[str], None], reflection_failures: Callable[[], str | None],
+             patience: int | None, watch: RunWatch, progress: Callable[[str], None],
              options: dict[str, Any]) -> OptimizationRun:
     """Run dspy's real GEPA on train/val and return the best program with what the run looked like."""
     import dspy
@@ -152,7 +161,7 @@ def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metri
     # GEPA can remember those scores instead of paying for the LM calls again.
     gepa_kwargs.setdefault("cache_evaluation", True)
     gepa_kwargs["callbacks"] = [*gepa_kwargs.get("callbacks", []), observer]
-    early_stop = EarlyStop(stop_at=stop_at, patience=patience, over_budget=over_budget)
+    early_stop = EarlyStop(stop_at=stop_at, patience=patience, must_stop=watch.must_stop)
     gepa_kwargs["stop_callbacks"] = [*gepa_kwargs.get("stop_callbacks", []), early_stop]
     budget_kwargs: dict[str, Any] = {"auto": budget} if isinstance(budget, str) else {"max_metric_calls": budget}
     optimizer = dspy.GEPA(
@@ -168,9 +177,8 @@ def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metri
     with dspy.context(lm=task_lm):
         optimized = optimizer.compile(program, trainset=trainset, valset=valset)
     wall = time.perf_counter() - started
-    if early_stop.stopped_over_budget:
-        raise OptimizerError(f"the compile was stopped: {early_stop.reason}. The previous artifact is unchanged; "
-                             "raise --gepa-max-cost or lower --gepa-budget.")
+    if early_stop.forced:
+        raise OptimizerError(f"the compile was stopped: {early_stop.reason}. The previous artifact is unchanged.")
     results = optimized.detailed_results
     scores = list(results.val_aggregate_scores)
     run = OptimizationRun(
@@ -184,14 +192,15 @@ def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metri
         trajectory=observer.trajectory,
         wall_time_s=round(wall, 3),
     )
-    _check_the_run_did_something(run, observer, reflection_failures())
+    _check_the_run_did_something(run, observer, *watch.reflection_calls())
     if run.stop_reason is None:
         saved = f"; {observer.budget - observer.metric_calls} metric calls saved" if observer.budget else ""
         run.stop_reason = f"{early_stop.reason}{saved}" if early_stop.reason else "budget used"
     return run
 
 
-def _check_the_run_did_something(run: OptimizationRun, observer: CompileObserver, reflection_error: str | None) -> None:
+def _check_the_run_did_something(run: OptimizationRun, observer: CompileObserver, reflection_calls: int,
+                                  reflection_error: str | None) -> None:
     """GEPA returns the seed program when no proposal was ever accepted; say why instead."""
     if run.candidates > 1 or (run.val_baseline is not None and run.val_baseline >= 1.0):
         return
@@ -207,16 +216,27 @@ def _check_the_run_did_something(run: OptimizationRun, observer: CompileObserver
             f"the reflection LM's proposals are not usable instructions ({shown}); "
             "use a stronger reflection model (--gepa-reflection-lm)."
         )
+    if not observer.proposals and reflection_calls:
+        # dspy's proposer logs a reply it cannot parse and moves on: no error reaches GEPA.
+        raise OptimizerError(
+            f"the reflection LM answered {reflection_calls} time(s) but its replies could not be parsed into an "
+            "instruction; use a stronger reflection model (--gepa-reflection-lm)."
+        )
     if not observer.proposals:
         detail = f" (errors: {observer.errors[0]})" if observer.errors else ""
-        raise OptimizerError(
-            f"GEPA made no proposal at all in {observer.iteration} iteration(s){detail}; the reflection LM "
-            "returned nothing usable or the budget was too small. Try a larger --gepa-budget."
+        raise NothingToReflectOn(
+            f"GEPA never asked the reflection LM for a proposal in {observer.iteration} iteration(s){detail}: "
+            f"the program scored {run.val_baseline} on validation and no output could be reflected on (do the task "
+            "LM's replies follow the adapter's format?), or the budget was too small for one (--gepa-budget)."
         )
     # Proposals were made and scored, none was better: a real result (the starting prompt may be
     # good already). The artifact is written, and says so.
     run.stop_reason = (f"none of {len(observer.proposals)} proposal(s) beat the starting instruction "
                        "on the validation split")
+
+
+class NothingToReflectOn(OptimizerError):
+    """GEPA never reflected: no program output reached the metric. The plugin looks for the cause."""
 
 
 @dataclass
@@ -252,15 +272,13 @@ class ScalarMetric:
 
 def run_optimizer(name: str, program: Any, trainset: list[Any], valset: list[Any], metric: Metric, *,
                   task_lm: Any, reflection_lm: Any, budget: str | int, seed: int, threads: int,
-                  stop_at: float | None, patience: int | None, progress: Callable[[str], None],
-                  reflection_failures: Callable[[], str | None], options: dict[str, Any],
-                  over_budget: Callable[[], str | None] = lambda: None) -> OptimizationRun:
+                  stop_at: float | None, patience: int | None, watch: RunWatch, progress: Callable[[str], None],
+                  options: dict[str, Any]) -> OptimizationRun:
     """Run the named optimizer; every optimizer reports the same ``OptimizationRun``."""
     if name == "gepa":
         return run_gepa(program, trainset, valset, metric, task_lm=task_lm, reflection_lm=reflection_lm,
                         budget=budget, seed=seed, threads=threads, stop_at=stop_at, patience=patience,
-                        over_budget=over_budget, progress=progress, reflection_failures=reflection_failures,
-                        options=options)
+                        watch=watch, progress=progress, options=options)
     import dspy
 
     from pytest_gepa.evaluate import evaluate

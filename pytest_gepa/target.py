@@ -7,6 +7,7 @@ the artifact. The artifact store only reads and writes; the decisions are all he
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -38,7 +39,7 @@ from pytest_gepa.errors import (
     StaleArtifactError,
     redact,
 )
-from pytest_gepa.evaluate import Evaluation, evaluate
+from pytest_gepa.evaluate import UNPARSEABLE_REPLY, Evaluation, evaluate
 from pytest_gepa.gate import GateResult, GateVerdict, assess, error_share_too_high
 from pytest_gepa.lms import ROLES, RoleCounter, cost_usd
 from pytest_gepa.metrics import Metric, metric_fingerprint
@@ -47,6 +48,10 @@ from pytest_gepa.session import GepaSession
 
 if TYPE_CHECKING:
     from pytest_gepa.optimize import OptimizationRun
+
+
+# An LM failing this often (after dspy's own retries) stops a compile early.
+MIN_FAILURES_TO_STOP = 3
 
 
 def artifact_path(test_file: Path, name: str, artifact_dir: Path | None) -> Path:
@@ -214,11 +219,6 @@ class GepaTarget:
         rival = self._settings.compare
         if rival is not None and rival != optimizer:
             target.rival = self._run_optimizer(target, rival, target.baseline_program.deepcopy(), {})
-        self._raise_first_miss(target)
-        # GEPA scores an example whose LM call failed as 0; a dead task or judge LM would
-        # otherwise look like a prompt that cannot be improved.
-        for role in ("task", "judge"):
-            self._raise_if_lm_failed(role, target)
         target.run = run
         report = target.report
         report.baseline = run.val_baseline
@@ -233,18 +233,28 @@ class GepaTarget:
         from pytest_gepa.optimize import run_optimizer
 
         self._progress(f"compiling {self._nodeid} [{target.name}] with {optimizer}, budget {self._settings.budget}")
+        from pytest_gepa.optimize import NothingToReflectOn
+
         before = self._session.meter.snapshot()
-        with self._metered(target, target.metric):
-            run = run_optimizer(
-                optimizer, program, list(target.examples.train), list(target.examples.val), target.metric,
-                task_lm=self._lm("task", target), reflection_lm=self._lm("reflection", target),
-                budget=self._settings.budget, seed=self._settings.seed, threads=self._settings.threads,
-                stop_at=self._settings.stop_at, patience=self._settings.patience,
-                progress=lambda line: self._progress(f"  {target.name}: {line}"),
-                reflection_failures=lambda: self._failure_of("reflection", target),
-                options=dict(options),
-                over_budget=lambda: self._over_budget(target),
-            )
+        try:
+            with self._metered(target, target.metric):
+                run = run_optimizer(
+                    optimizer, program, list(target.examples.train), list(target.examples.val), target.metric,
+                    task_lm=self._lm("task", target), reflection_lm=self._lm("reflection", target),
+                    budget=self._settings.budget, seed=self._settings.seed, threads=self._settings.threads,
+                    stop_at=self._settings.stop_at, patience=self._settings.patience,
+                    watch=_TargetWatch(self, target, before),
+                    progress=lambda line: self._progress(f"  {target.name}: {line}"), options=dict(options),
+                )
+        except NothingToReflectOn:
+            self._explain_unreadable_task_replies(target, program)
+            raise
+        finally:
+            # A failing task or judge LM is the cause, whatever the optimizer concluded from the
+            # zeros it was fed: it wins over the optimizer's own explanation.
+            self._raise_first_miss(target)
+            for role in ("task", "judge"):
+                self._raise_if_lm_failed(role, target)
         used = self._session.meter.since(before)
         run.lm_calls = sum(counter.calls for counter in used.values())
         return run
@@ -293,7 +303,7 @@ class GepaTarget:
             role = "judge" if used["judge"].failures and not used["task"].failures else "task"
             raise LMError(
                 f"{len(evaluation.errors)} of {len(evaluation.results)} examples could not be scored: "
-                f"LM error from {self._describe_lm(role)}: {first.error}. "
+                f"LM error from {self._describe_lm(role)}: {(first.error or '').rstrip('.')}. "
                 "This is an infrastructure error, not a low score; check the model and its endpoint."
             )
         return evaluation
@@ -433,9 +443,14 @@ class GepaTarget:
 
     def _describe_lm(self, role: str) -> str:
         lm = self._lm(role)
+        model = str(getattr(lm, "model", "?"))
         base = (getattr(lm, "kwargs", {}) or {}).get("api_base")
+        if not base:
+            # litellm reads an endpoint from <PROVIDER>_API_BASE / _BASE_URL when the LM names none.
+            prefix = model.split("/", 1)[0].upper()
+            base = os.environ.get(f"{prefix}_API_BASE") or os.environ.get(f"{prefix}_BASE_URL")
         where = f" at {base}" if base else ""
-        return f"the {role} model {getattr(lm, 'model', '?')!r}{where}"
+        return f"the {role} model {model!r}{where}"
 
     def _attach_task_lm(self, program: Any, target: _Target) -> None:
         """The returned program is ready to call: predictors without an LM get the task LM."""
@@ -443,10 +458,6 @@ class GepaTarget:
         for _, predictor in program.named_predictors():
             if getattr(predictor, "lm", None) is None:
                 predictor.lm = task_lm
-
-    def _failure_of(self, role: str, target: _Target) -> str | None:
-        used = self._session.meter.since(target.usage_before)[role]
-        return used.first_error if used.failures else None
 
     def _raise_if_lm_failed(self, role: str, target: _Target) -> None:
         used = self._session.meter.since(target.usage_before)[role]
@@ -464,15 +475,36 @@ class GepaTarget:
                           used[role].completion_tokens) for role in ROLES if used[role].calls]
         return None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
 
-    def _over_budget(self, target: _Target) -> str | None:
-        """--gepa-max-cost, checked by the optimizer between iterations."""
+    def _explain_unreadable_task_replies(self, target: _Target, program: Any) -> None:
+        """GEPA reflects only on outputs the metric could score. When it never did, try one example
+        ourselves: a reply that does not parse is the task model's fault, and this says so."""
+        from pytest_gepa.errors import OptimizerError
+
+        first = target.examples.val[0]
+        with self._metered(target, target.metric):
+            result = evaluate(program, [first], target.metric, lm=self._lm("task", target), threads=1).results[0]
+        if result.feedback.startswith(UNPARSEABLE_REPLY):
+            raise OptimizerError(
+                f"every program output scored 0 before GEPA could reflect on it: {self._describe_lm('task')} "
+                f"answers in a form dspy cannot parse ({result.feedback.removeprefix(UNPARSEABLE_REPLY).strip()}). "
+                "Use a model that follows instructions, or another adapter."
+            )
+
+    def _must_stop(self, target: _Target, since: dict[str, RoleCounter]) -> str | None:
+        """Checked by the optimizer between iterations: over budget, or an LM that keeps failing
+        (dspy already retried each failed call; going on would only burn the budget on zeros)."""
+        used = self._session.meter.since(since)
+        for role in ROLES:
+            counter = used[role]
+            if counter.failures >= MIN_FAILURES_TO_STOP and error_share_too_high(counter.failures, counter.calls):
+                return (f"the {role} LM keeps failing ({counter.failures} of {counter.calls} calls; first error: "
+                        f"{counter.first_error}); check --gepa-{role}-lm and its endpoint")
         limit = self._settings.max_cost
-        if limit is None:
-            return None
-        spent = self._cost(self._session.meter.since(target.usage_before))
-        if spent is None or spent <= limit:
-            return None
-        return f"LM cost ${spent:.4f} exceeded --gepa-max-cost ${limit:.4f}"
+        spent = self._cost(self._session.meter.since(target.usage_before)) if limit is not None else None
+        if limit is not None and spent is not None and spent > limit:
+            return (f"LM cost ${spent:.4f} exceeded --gepa-max-cost ${limit:.4f}; raise --gepa-max-cost or "
+                    "lower --gepa-budget")
+        return None
 
     def _finish_usage(self, target: _Target) -> None:
         used = self._session.meter.since(target.usage_before)
@@ -547,6 +579,22 @@ def _explained(target: _Target) -> Iterator[None]:
         if report.status == "pending":
             report.status = "optimizer error" if isinstance(error, OptimizerError) else "error"
         raise
+
+
+@dataclass
+class _TargetWatch:
+    """The ``RunWatch`` the optimizer consults: this target's meter readings since the run began."""
+
+    handle: GepaTarget
+    target: _Target
+    since: dict[str, RoleCounter]
+
+    def must_stop(self) -> str | None:
+        return self.handle._must_stop(self.target, self.since)
+
+    def reflection_calls(self) -> tuple[int, str | None]:
+        used = self.handle._session.meter.since(self.since)["reflection"]
+        return used.calls, used.first_error if used.failures else None
 
 
 class GateFailure(GepaError):

@@ -41,7 +41,7 @@ def test_max_cost_stops_the_compile_and_keeps_the_artifact(priced: TriageProject
     result = priced.compile("--gepa-max-cost", "0.00001")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
-        "OptimizerError: the compile was stopped: LM cost $0.* exceeded --gepa-max-cost $0.0000. "
-        "The previous artifact is unchanged; raise --gepa-max-cost or lower --gepa-budget.",
+        "OptimizerError: the compile was stopped: LM cost $0.* exceeded --gepa-max-cost $0.0000; "
+        "raise --gepa-max-cost or lower --gepa-budget. The previous artifact is unchanged.",
     ])
     assert priced.artifact.read_bytes() == before

@@ -46,11 +46,12 @@ class HTTPReply:
     body: Any  # JSON-serializable; a list of chunks for a server-sent event stream
     headers: dict[str, str] = field(default_factory=dict)
     stream: bool = False
+    drop: bool = False  # close the connection without sending anything (status and body unused)
 
 
 # A hook sees each request for its role before the world does, and may answer instead by
 # returning a reply (a 429, a 500, a malformed body...) or let it through with None. This
-# is the seam for fault injection; none is built in.
+# is the seam for fault injection (see faults.py: install_faults, clear_faults).
 Hook = Callable[[ChatRequest], "HTTPReply | None"]
 
 
@@ -178,9 +179,10 @@ class ScriptedServer:
             if override is not None:
                 return override
         text = self.world.respond(role, messages)
-        return self._completion(request, text)
+        return self.completion(request, text)
 
-    def _completion(self, request: ChatRequest, text: str) -> HTTPReply:
+    def completion(self, request: ChatRequest, text: str) -> HTTPReply:
+        """A well-formed chat completion answering ``request`` with ``text`` (for hooks, too)."""
         prompt_tokens = sum(word_count(m["content"]) for m in request.messages)
         completion_tokens = word_count(text)
         usage = {
@@ -251,6 +253,10 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server.scripted  # type: ignore[attr-defined]
 
     def _send(self, reply: HTTPReply) -> None:
+        if reply.drop:
+            # Not a byte of reply: the client sees the connection close (a transport error).
+            self.close_connection = True
+            return
         if reply.stream:
             payload = "".join(f"data: {json.dumps(c)}\n\n" for c in reply.body) + "data: [DONE]\n\n"
             data, content_type = payload.encode(), "text/event-stream"
