@@ -368,20 +368,12 @@ def _rows_from_csv(path: Path, text: str) -> list[_Row]:
 def _rows_from_yaml(path: Path, text: str) -> list[_Row]:
     import yaml
 
-    # One parse gives both the node tree (for line numbers) and the values, as yaml.safe_load would.
-    loader = yaml.SafeLoader(text)
+    from pytest_gepa.yaml_source import YamlSyntaxError, parse_yaml
+
     try:
-        root = loader.get_single_node()
-        document = loader.construct_document(root) if root is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        # PyYAML splits its sentence in two: "expected a single document" + "but found another".
-        problem = ", ".join(part for part in (exc.context, exc.problem) if part) or "cannot parse"
-        raise DataFileError(path, f"invalid YAML: {problem}", line=mark.line + 1 if mark else None) from None
-    except yaml.YAMLError as exc:
-        raise DataFileError(path, f"invalid YAML: {exc}") from None
-    finally:
-        loader.dispose()
+        root, document = parse_yaml(text)
+    except YamlSyntaxError as exc:
+        raise DataFileError(path, f"invalid YAML: {exc.problem}", line=exc.line) from None
 
     if document is None:
         return []  # only comments: no examples, reported as such by the caller

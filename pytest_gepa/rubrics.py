@@ -191,7 +191,7 @@ def load_rubric(path: str | os.PathLike[str], *, judge_lm: Callable[[], Any] | N
 
 
 def _read_yaml(path: Path) -> tuple[Any, Any]:
-    import yaml
+    from pytest_gepa.yaml_source import YamlSyntaxError, parse_yaml
 
     try:
         text = path.read_bytes().decode("utf-8-sig")
@@ -203,22 +203,11 @@ def _read_yaml(path: Path) -> tuple[Any, Any]:
         raise RubricError(f"{path}: not valid UTF-8 at byte {exc.start}; save it as UTF-8") from None
     except OSError as exc:
         raise RubricError(f"{path}: cannot be read: {exc.strerror or exc}") from None
-    loader = yaml.SafeLoader(text)
     try:
-        root = loader.get_single_node()
-        document = loader.construct_document(root) if root is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        context = exc.context
-        if context and exc.context_mark is not None and mark is not None and exc.context_mark.line != mark.line:
-            context += f" (from line {exc.context_mark.line + 1})"
-        problem = ", ".join(part for part in (context, exc.problem) if part) or "cannot parse"
-        where = f"{path}:{mark.line + 1}" if mark is not None else f"{path}"
-        raise RubricError(f"{where}: invalid YAML: {problem}") from None
-    except yaml.YAMLError as exc:
-        raise RubricError(f"{path}: invalid YAML: {exc}") from None
-    finally:
-        loader.dispose()
+        root, document = parse_yaml(text)
+    except YamlSyntaxError as exc:
+        where = f"{path}:{exc.line}" if exc.line is not None else f"{path}"
+        raise RubricError(f"{where}: invalid YAML: {exc.problem}") from None
     if document is None:
         raise RubricError(f"{path}: the rubric file is empty; expected {_EXPECTED[()]}, like\n{_EXAMPLE}")
     return document, root
