@@ -32,14 +32,16 @@ dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
 # must never reach a file the run writes.
 SECRET_KEY = "sk-gepa-SECRET-key-0123456789"
 SECRET_HEADER = "hdr-gepa-SECRET-value"
-HTTP_LMS = '''
+HTTP_LMS_TEMPLATE = '''
 import os
 import dspy
 import pytest
 
 def _lm(role):
+    # The timeout is long unless a test shortens it: a spurious timeout is a retry nobody planned.
     return dspy.LM(f"openai/{role}", api_base=os.environ["GEPA_TEST_BASE_URL"], api_key=SECRET_KEY,
-                   extra_headers={"X-Team-Token": SECRET_HEADER}, engine="litellm", cache=False, num_retries=0)
+                   extra_headers={"X-Team-Token": SECRET_HEADER}, engine="litellm", cache=False,
+                   num_retries=NUM_RETRIES, timeout=float(os.environ.get("GEPA_TEST_LM_TIMEOUT", "30")))
 
 @pytest.fixture(scope="session")
 def gepa_task_lm():
@@ -52,7 +54,16 @@ def gepa_reflection_lm():
 @pytest.fixture(scope="session")
 def gepa_judge_lm():
     return _lm("judge")
-'''.replace("SECRET_KEY", repr(SECRET_KEY)).replace("SECRET_HEADER", repr(SECRET_HEADER))
+'''
+
+
+def http_lms(*, num_retries: int = 0) -> str:
+    """A conftest whose LMs reach GEPA_TEST_BASE_URL through litellm, with the planted secrets."""
+    return (HTTP_LMS_TEMPLATE.replace("SECRET_KEY", repr(SECRET_KEY)).replace("SECRET_HEADER", repr(SECRET_HEADER))
+            .replace("NUM_RETRIES", str(num_retries)))
+
+
+HTTP_LMS = http_lms()
 
 IN_PROCESS_LMS = '''
 import pytest

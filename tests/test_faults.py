@@ -24,33 +24,11 @@ from typing import Any
 
 import pytest
 import world
-from conftest import TriageProject, literal
+from conftest import TriageProject, http_lms, literal
 from world.faults import GARBAGE, answer_fields, clear_faults, faults_of, install_faults
 
-# The HTTP LMs of conftest.HTTP_LMS, with two retries, as a user would configure them. The timeout
-# is long unless a test shortens it: a spurious timeout would be a retry the test did not plan.
-RETRYING_HTTP_LMS = '''
-import os
-import dspy
-import pytest
-
-def _lm(role):
-    return dspy.LM(f"openai/{role}", api_base=os.environ["GEPA_TEST_BASE_URL"], api_key="sk-test",
-                   engine="litellm", cache=False, num_retries=2,
-                   timeout=float(os.environ.get("GEPA_TEST_LM_TIMEOUT", "30")))
-
-@pytest.fixture(scope="session")
-def gepa_task_lm():
-    return _lm("task")
-
-@pytest.fixture(scope="session")
-def gepa_reflection_lm():
-    return _lm("reflection")
-
-@pytest.fixture(scope="session")
-def gepa_judge_lm():
-    return _lm("judge")
-'''
+# The HTTP LMs of conftest, with two retries, as a user would configure them.
+RETRYING_HTTP_LMS = http_lms(num_retries=2)
 
 RUBRIC_TEST = '''
 from pathlib import Path
