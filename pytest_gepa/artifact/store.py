@@ -90,6 +90,8 @@ class ArtifactStore:
                         handle.write(text)
                         handle.flush()
                         os.fsync(handle.fileno())
+                    # mkstemp makes the file private (0600); an artifact is a source file like any other.
+                    os.chmod(handle.name, 0o644)
                     os.replace(handle.name, path)
                 except BaseException:
                     Path(handle.name).unlink(missing_ok=True)

@@ -316,8 +316,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, terminate)
     server = ScriptedServer(latency=args.latency, port=args.port).start()
-    print(server.base_url, flush=True)  # the one line a launcher needs to read
     try:
+        # Announced inside the try: a launcher may stop us as soon as it has read this line.
+        print(server.base_url, flush=True)  # the one line a launcher needs to read
         threading.Event().wait()
     except KeyboardInterrupt:
         pass
