@@ -35,9 +35,10 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = resolve_settings(config)
     config.stash[SETTINGS_KEY] = settings
     config.stash[SESSION_KEY] = GepaSession(settings=settings)
-    from pytest_gepa import xdist
+    if config.pluginmanager.hasplugin("xdist"):
+        from pytest_gepa import xdist
 
-    xdist.register(config)
+        xdist.register(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

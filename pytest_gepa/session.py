@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_gepa.lms import UsageMeter
-from pytest_gepa.report import TargetReport
 from pytest_gepa.settings import Settings
+
+if TYPE_CHECKING:
+    from pytest_gepa.lms import UsageMeter
+    from pytest_gepa.report import TargetReport
 
 
 @dataclass
@@ -17,10 +21,16 @@ class GepaSession:
     """Everything the run accumulates; the terminal summary and reports read from here."""
 
     settings: Settings
-    meter: UsageMeter = field(default_factory=UsageMeter)
     reports: list[TargetReport] = field(default_factory=list)
     # Test files some of whose tests did not run (-k, --lf, -x): their unused files are not judged.
     partial_files: set[str] = field(default_factory=set)
+
+    @cached_property
+    def meter(self) -> UsageMeter:
+        # Made on first use: a run with no gepa target never imports the LM layer.
+        from pytest_gepa.lms import UsageMeter
+
+        return UsageMeter()
 
     def unused_files(self) -> list[Path]:
         """Artifacts and cassettes of fully run test files that no target of this run owns."""

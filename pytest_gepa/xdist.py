@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from pytest_gepa.report import TargetReport
 from pytest_gepa.session import SESSION_KEY
 
 WORKEROUTPUT_KEY = "pytest_gepa_reports"
@@ -37,15 +36,15 @@ class ControllerReports:
         self.config = config
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        from pytest_gepa.report import TargetReport
+
         reports = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY, [])
         session = self.config.stash[SESSION_KEY]
         session.reports.extend(TargetReport.from_dict(data) for data in reports)
 
 
 def register(config: pytest.Config) -> None:
-    """Add the worker or controller half when xdist is in play."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
+    """Add the worker or controller half when xdist is in play (the caller checked it is installed)."""
     if is_worker(config):
         config.pluginmanager.register(WorkerReports(config), "gepa-xdist-worker")
     elif getattr(config.option, "numprocesses", None) or getattr(config.option, "dist", "no") != "no":

@@ -25,6 +25,13 @@ import world
 # Run litellm's whole call path once, now, so every in-process run finds it already imported.
 world.prime_litellm()
 
+# Likewise the plugin's own lazily imported modules: imported once here, they are not re-imported
+# (and re-parsed by pytest's assertion rewriter) inside every in-process run, where a parse racing
+# another thread's meets CPython 3.11's "AST constructor recursion depth mismatch" bug.
+import pytest_gepa.report_files  # noqa: E402
+import pytest_gepa.rubrics  # noqa: E402
+import pytest_gepa.target  # noqa: E402, F401
+
 # Cached answers would make LM call counts depend on test order; the world is fast enough uncached.
 dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
 
