@@ -79,6 +79,12 @@ def test_junitxml_carries_the_failure_message(two_targets: TriageProject) -> Non
     failure = failures["test_strict"]
     assert failure is not None
     assert "is under min_score 0.900" in (failure.get("message") or "") + (failure.text or "")
+    properties = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+                  for case in tree.iter("testcase")}
+    assert properties["test_strict"]["gepa_status"] == "failed"
+    assert properties["test_strict"]["gepa_min_score"] == "0.9"
+    assert float(properties["test_strict"]["gepa_score"]) == 0.5
+    assert properties["test_easy"]["gepa_status"] == "passed"
 
 
 @pytest.mark.parametrize("verbosity", ["-q", "-v"])
