@@ -1,0 +1,201 @@
+"""The throwaway projects the benchmarks run pytest on, each in its own temp directory.
+
+``TriageHttpProject`` is the triage target of ``tests/conftest.py``'s ``TriageProject``, with its
+LMs reached over HTTP (the scripted world's server) through litellm, as a user's conftest would
+override them. Its test records when ``gepa.compile`` and ``gepa.gate`` start and end (wall-clock
+``time.time()``, which the server's request log shares), so each LM request can be attributed to
+the phase that made it. ``write_trivial_suite`` is a plain suite with no gepa tests at all.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+from typing import Any
+
+# Wall-clock phase marks go to the JSON file named by BENCH_PHASES; without it the test is a
+# plain user test. The LM settings mirror tests/conftest.py's HTTP_LMS (cache off, no retries so
+# a dead endpoint fails fast instead of hiding behind backoff).
+CONFTEST = '''
+import os
+
+import dspy
+import pytest
+
+
+def _lm(role):
+    return dspy.LM(f"openai/{role}", api_base=os.environ["BENCH_BASE_URL"], api_key="sk-bench",
+                   engine="litellm", cache=False, num_retries=0)
+
+
+@pytest.fixture(scope="session")
+def gepa_task_lm():
+    return _lm("task")
+
+
+@pytest.fixture(scope="session")
+def gepa_reflection_lm():
+    return _lm("reflection")
+'''
+
+TRIAGE_TEST = '''
+import json
+import os
+import time
+
+import dspy
+from pytest_gepa import metrics
+
+
+class Triage(dspy.Signature):
+    """Classify the support ticket into one of: billing, claims, technical, account, shipping."""
+    ticket: str = dspy.InputField()
+    category: str = dspy.OutputField()
+
+
+def test_triage_prompt(gepa, gepa_examples):
+    data = gepa_examples("data/triage.jsonl", inputs=["ticket"])
+    metric = metrics.exact_match("category")
+    t0, c0 = time.time(), time.process_time()
+    program = gepa.compile(dspy.ChainOfThought(Triage), data, metric=metric)
+    t1, c1 = time.time(), time.process_time()
+    try:
+        gepa.gate(program, data.test, metric=metric, min_score=0.85, max_drop=0.03)
+    finally:
+        t2 = time.time()
+        path = os.environ.get("BENCH_PHASES")
+        if path:
+            with open(path, "w", encoding="utf-8") as out:
+                json.dump({"compile": [t0, t1], "compile_cpu": c1 - c0, "gate": [t1, t2], "test": len(data.test),
+                           "train": len(data.train), "val": len(data.val)}, out)
+'''
+
+# The gate benchmark: one pytest session gates the same artifact once per step of BENCH_GATE_PLAN
+# (a JSON list of per-call latencies), so the first gate of a session (which pays dspy's lazy import
+# of litellm on its first LM call) and the later, warm ones are measured side by side, at several
+# latencies, without paying pytest's and dspy's start-up once per measurement. Each step sets the
+# server's latency through its control endpoint before anything is timed.
+GATE_TEST = '''
+import json
+import os
+import time
+import urllib.request
+
+import dspy
+import pytest
+from pytest_gepa import metrics
+
+PLAN = json.loads(os.environ.get("BENCH_GATE_PLAN", "[null]"))
+
+
+class Triage(dspy.Signature):
+    """Classify the support ticket into one of: billing, claims, technical, account, shipping."""
+    ticket: str = dspy.InputField()
+    category: str = dspy.OutputField()
+
+
+def _set_latency(latency):
+    if latency is None:
+        return
+    body = json.dumps({"latency": latency}).encode()
+    request = urllib.request.Request(os.environ["BENCH_CONTROL_URL"], data=body, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        reply.read()
+
+
+@pytest.mark.parametrize("step", range(len(PLAN)))
+def test_gate(gepa, gepa_examples, step):
+    _set_latency(PLAN[step])
+    data = gepa_examples("data/triage.jsonl", inputs=["ticket"])
+    metric = metrics.exact_match("category")
+    program = gepa.compile(dspy.ChainOfThought(Triage), data, metric=metric, name="triage")
+    t0, p0 = time.time(), time.perf_counter()
+    gepa.gate(program, data.test, metric=metric, min_score=0.85, max_drop=0.03)
+    p1, t1 = time.perf_counter(), time.time()
+    with open(os.environ["BENCH_GATES"], "a", encoding="utf-8") as out:
+        out.write(json.dumps({"step": step, "latency": PLAN[step], "window": [t0, t1], "wall": p1 - p0,
+                              "n": len(data.test)}) + "\\n")
+'''
+
+NODEID = "test_triage.py::test_triage_prompt"
+GATE_FILE = "test_gate.py"
+
+
+class TriageHttpProject:
+    """The triage target over HTTP in ``root``: its data, test, conftest and artifact paths."""
+
+    def __init__(self, root: Path, rows: int) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        # An ini file pins the rootdir here, so the repository's pyproject.toml (its addopts,
+        # filterwarnings=error) never applies to the benchmark project.
+        (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+        (root / "conftest.py").write_text(CONFTEST.lstrip(), encoding="utf-8")
+        (root / "test_triage.py").write_text(textwrap.dedent(TRIAGE_TEST).lstrip(), encoding="utf-8")
+        self.data = write_split_triage_data(root / "data" / "triage.jsonl", n=rows)
+        self.artifact_dir = root / "gepa_artifacts"
+        self.artifact = self.artifact_dir / "test_triage" / "test_triage_prompt.json"
+        self.cassette = self.artifact.with_name("test_triage_prompt.cassette.jsonl")
+        self.phases = root / "phases.json"
+        (root / GATE_FILE).write_text(textwrap.dedent(GATE_TEST).lstrip(), encoding="utf-8")
+        # gepa.compile(..., name="triage") in test_gate.py loads <artifact dir>/test_gate/triage.json.
+        self.gate_artifact = self.artifact_dir / "test_gate" / "triage.json"
+        self.gates = root / "gates.jsonl"
+
+    def splits(self) -> dict[str, int]:
+        counts = {"train": 0, "val": 0, "test": 0}
+        for line in self.data.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                counts[json.loads(line)["split"]] += 1
+        return counts
+
+    def clean_artifacts(self) -> None:
+        """Each compile starts from nothing, so no run is compared against an earlier one's artifact."""
+        shutil.rmtree(self.artifact_dir, ignore_errors=True)
+
+    def read_phases(self) -> dict[str, Any]:
+        return dict(json.loads(self.phases.read_text(encoding="utf-8")))
+
+    def read_gates(self) -> list[dict[str, Any]]:
+        lines = self.gates.read_text(encoding="utf-8").splitlines()
+        return [dict(json.loads(line)) for line in lines if line.strip()]
+
+    def read_artifact(self) -> dict[str, Any]:
+        return dict(json.loads(self.artifact.read_text(encoding="utf-8")))
+
+
+def write_split_triage_data(path: Path, n: int) -> Path:
+    """The triage rows with a ``split`` column, exactly as ``tests/conftest.py`` writes them: every
+    hidden convention (and every category) lands in train, val and test in turn.
+
+    A copy rather than an import: importing ``tests/conftest.py`` primes litellm against a server of
+    its own and switches dspy's cache off in this process, side effects a benchmark should not have.
+    """
+    import world
+    from world.triage import find_convention
+
+    seen: dict[str, int] = {}
+    order = ("train", "train", "val", "test")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as out:
+        for row in world.triage_rows(n):
+            convention = find_convention(row["ticket"])
+            group = convention.key if convention is not None else row["category"]
+            split = order[seen.get(group, 0) % len(order)]
+            seen[group] = seen.get(group, 0) + 1
+            out.write(json.dumps({**row, "split": split}) + "\n")
+    return path
+
+
+def write_trivial_suite(root: Path, tests: int) -> Path:
+    """``tests`` trivial passing tests in ten modules, with no conftest and no gepa fixture."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    modules = 10
+    for m in range(modules):
+        count = tests // modules + (1 if m < tests % modules else 0)
+        body = "".join(f"def test_{m}_{i}():\n    assert {i} + 1 == {i + 1}\n\n\n" for i in range(count))
+        (root / f"test_trivial_{m}.py").write_text(body, encoding="utf-8")
+    return root
