@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TriageProject, literal
+from conftest import TRIAGE_TEST, TriageProject, literal
 
 BASE_INSTRUCTION = "Classify the support ticket into one of: billing, claims, technical, account, shipping."
 
@@ -51,24 +51,15 @@ def test_regressed_prompt_fails_with_score_ci_threshold_and_examples(compiled: T
 
 
 def test_gate_result_is_returned_for_own_asserts(compiled: TriageProject) -> None:
-    compiled.write_test(source='''
-        import dspy
-        from pytest_gepa import metrics
-
-        class Triage(dspy.Signature):
-            """Classify the support ticket into one of: billing, claims, technical, account, shipping."""
-            ticket: str = dspy.InputField()
-            category: str = dspy.OutputField()
-
-        def test_triage_prompt(gepa, gepa_examples):
-            data = gepa_examples("data/triage.jsonl", inputs=["ticket"])
-            metric = metrics.exact_match("category")
-            program = gepa.compile(dspy.ChainOfThought(Triage), data, metric=metric)
-            result = gepa.gate(program, data.test, metric=metric)
-            assert result.passed and result.score == 1.0 and result.ci == (1.0, 1.0)
-            assert len(result.per_example) == len(data.test)
-            assert program(ticket="The 2FA code never arrives").category == "account"
-    ''')
+    # The DESIGN.md target, asserting on the returned result instead of relying on the gate alone.
+    own_asserts = (
+        "    result = gepa.gate(program, data.test, metric=metric)\n"
+        "    assert result.passed and result.score == 1.0 and result.ci == (1.0, 1.0)\n"
+        "    assert len(result.per_example) == len(data.test)\n"
+        "    assert program(ticket=\"The 2FA code never arrives\").category == \"account\"\n"
+    )
+    source = TRIAGE_TEST.format(min_score=0, max_drop=0)
+    compiled.write_test(source=source[: source.index("    gepa.gate(")] + own_asserts)
     compiled.run().assert_outcomes(passed=1)
 
 
