@@ -85,3 +85,15 @@ def redact(text: str) -> str:
     for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, "***")
     return _KEY_SHAPES.sub("***", text)
+
+
+def one_line(text: str, limit: int | None = None) -> str:
+    """``text`` on one line (white space folded), cut to ``limit`` characters with an ellipsis."""
+    text = " ".join(str(text).split())
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line naming the error, with any credential it quotes hidden."""
+    text = one_line(redact(str(exc)), 300)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

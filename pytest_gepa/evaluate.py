@@ -8,7 +8,6 @@ with its cause; the gate decides what too many errors mean.
 from __future__ import annotations
 
 import contextvars
-import inspect
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -16,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_gepa.datasets import example_id
-from pytest_gepa.errors import GepaError, redact
+from pytest_gepa.errors import GepaError, describe_error
 from pytest_gepa.gate import confidence_interval, mean
-from pytest_gepa.metrics import Metric, MetricResult, read_metric_result
+from pytest_gepa.metrics import Metric, call_metric
 
 # A model whose reply is not in the adapter's format scored 0: a model failure, not an LM error.
 UNPARSEABLE_REPLY = "The LM's reply could not be parsed:"
@@ -67,17 +66,6 @@ class Evaluation:
         return {r.id: r.feedback for r in self.scored}
 
 
-def call_metric(metric: Metric, gold: Any, pred: Any) -> MetricResult:
-    """Call a metric with GEPA's five arguments when it takes them, else as a plain (gold, pred) metric."""
-    try:
-        inspect.signature(metric).bind(gold, pred, None, None, None)
-        takes_five = True
-    except (TypeError, ValueError):
-        takes_five = False
-    result = metric(gold, pred, None, None, None) if takes_five else metric(gold, pred)
-    return read_metric_result(result)
-
-
 def _is_lm_error(exc: BaseException) -> bool:
     from dspy.utils.exceptions import LMError
 
@@ -88,14 +76,6 @@ def _is_parse_error(exc: BaseException) -> bool:
     from dspy.utils.exceptions import AdapterParseError
 
     return isinstance(exc, AdapterParseError)
-
-
-def describe_error(exc: BaseException) -> str:
-    """One line naming the error, with any credential it quotes hidden."""
-    text = redact(" ".join(str(exc).split()))
-    if len(text) > 300:
-        text = text[:297] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _outputs(prediction: Any) -> dict[str, Any]:

@@ -93,7 +93,7 @@ class UsageMeter:
         self._current.role = None
         if exception is None:
             return
-        from pytest_gepa.evaluate import describe_error
+        from pytest_gepa.errors import describe_error
 
         with self._lock:
             counter = self.counters[role]

@@ -120,12 +120,22 @@ def metric_label(metric: Metric) -> str:
     return str(getattr(metric, "__qualname__", None) or type(metric).__name__)
 
 
-def _takes_five(metric: Metric) -> bool:
+def takes_gepa_arguments(metric: Metric) -> bool:
+    """Does ``metric`` take GEPA's five arguments ``(gold, pred, trace, pred_name, pred_trace)``?
+
+    The one place this is decided: a plain ``(gold, pred)`` metric is called with two.
+    """
     try:
         inspect.signature(metric).bind(None, None, None, None, None)
     except (TypeError, ValueError):
         return False
     return True
+
+
+def call_metric(metric: Metric, gold: Any, pred: Any) -> MetricResult:
+    """Call a metric with GEPA's five arguments when it takes them, else as ``(gold, pred)``."""
+    raw = metric(gold, pred, None, None, None) if takes_gepa_arguments(metric) else metric(gold, pred)
+    return read_metric_result(raw)
 
 
 class AllOf:
@@ -134,7 +144,7 @@ class AllOf:
     def __init__(self, parts: Sequence[Metric], weights: Sequence[float]) -> None:
         self.parts: tuple[Metric, ...] = tuple(parts)
         self.weights: tuple[float, ...] = tuple(float(w) for w in weights)
-        self._five = tuple(_takes_five(part) for part in self.parts)
+        self._five = tuple(takes_gepa_arguments(part) for part in self.parts)
 
     @property
     def uses_judge(self) -> bool:

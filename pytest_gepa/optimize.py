@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pytest_gepa.errors import OptimizerError
-from pytest_gepa.metrics import Metric
+from pytest_gepa.metrics import Metric, call_metric, takes_gepa_arguments
 
 # Fewer words than this is not an instruction (a weak reflection LM's one-word "proposals").
 MIN_INSTRUCTION_WORDS = 3
@@ -133,13 +133,8 @@ class EarlyStop:
 
 def gepa_metric(metric: Metric) -> Metric:
     """GEPA calls metrics with five arguments; adapt a plain (gold, pred) metric to that."""
-    import inspect
-
-    try:
-        inspect.signature(metric).bind(None, None, None, None, None)
+    if takes_gepa_arguments(metric):
         return metric
-    except (TypeError, ValueError):
-        pass
 
     def five_argument_metric(gold: Any, pred: Any, trace: Any = None, pred_name: Any = None,
                              pred_trace: Any = None) -> Any:
@@ -259,15 +254,12 @@ class ScalarMetric:
     """
 
     def __init__(self, metric: Metric) -> None:
-        from pytest_gepa.evaluate import call_metric
-
-        self._call = call_metric
         self.metric = metric
         self.calls = 0
 
     def __call__(self, gold: Any, pred: Any, trace: Any = None) -> float:
         self.calls += 1
-        return self._call(self.metric, gold, pred).score
+        return call_metric(self.metric, gold, pred).score
 
 
 def run_optimizer(name: str, program: Any, trainset: list[Any], valset: list[Any], metric: Metric, *,

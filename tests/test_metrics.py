@@ -11,7 +11,7 @@ import world
 from world import World
 from world.triage import expected_category
 
-from pytest_gepa.evaluate import call_metric
+from pytest_gepa.metrics import call_metric
 from pytest_gepa.metrics import all_of, exact_match, metric_fingerprint, read_metric_result
 from pytest_gepa.rubrics import load_rubric
 

@@ -15,7 +15,7 @@ import world
 from conftest import HTTP_LMS, SECRET_HEADER, SECRET_KEY, TriageProject
 from filelock import FileLock
 
-from pytest_gepa.artifact import store as store_module
+from pytest_gepa import _io as io_module
 from pytest_gepa.artifact.store import ArtifactStore
 from pytest_gepa.errors import ArtifactError, redact, register_secret
 
@@ -72,12 +72,12 @@ def test_an_interrupted_compile_leaves_the_artifact_byte_identical(triage_projec
 
 def test_a_held_lock_is_reported_with_a_clear_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = ArtifactStore(tmp_path / "gepa_artifacts" / "test_x" / "target.json")
-    monkeypatch.setattr(store_module, "LOCK_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(io_module, "LOCK_TIMEOUT_S", 0.2)
     held = threading.Event()
     release = threading.Event()
 
     def hold() -> None:  # another process compiling the same target
-        with FileLock(store._lock().lock_file):
+        with FileLock(io_module.lock_for(store.path).lock_file):
             held.set()
             release.wait(5)
 

@@ -20,7 +20,8 @@ from world.triage import expected_category
 from pytest_gepa import lms
 from pytest_gepa.datasets import load_examples
 from pytest_gepa.errors import RubricError
-from pytest_gepa.evaluate import call_metric, evaluate
+from pytest_gepa.evaluate import evaluate
+from pytest_gepa.metrics import call_metric
 from pytest_gepa.metrics import metric_fingerprint
 from pytest_gepa.rubrics import Rubric, Verdict, cohen_kappa, judge_signature, load_rubric
 

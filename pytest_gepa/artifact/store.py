@@ -8,20 +8,15 @@ committed by accident.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock, Timeout
 from pydantic import ValidationError
 
+from pytest_gepa._io import LockTimeout, atomic_write
 from pytest_gepa.artifact.model import SCHEMA_VERSION, Artifact
 from pytest_gepa.errors import ArtifactError
-
-LOCK_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -73,39 +68,11 @@ class ArtifactStore:
     def write_rejected(self, artifact: Artifact) -> None:
         self._write_atomically(self.rejected_path, artifact.to_json())
 
-    def _lock(self) -> FileLock:
-        key = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:24]
-        return FileLock(Path(tempfile.gettempdir(), f"pytest-gepa-{key}.lock"), timeout=LOCK_TIMEOUT_S)
-
     def _write_atomically(self, path: Path, text: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with self._lock():
-                _remove_leftovers(path)
-                handle = tempfile.NamedTemporaryFile(
-                    "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-                )
-                try:
-                    with handle:
-                        handle.write(text)
-                        handle.flush()
-                        os.fsync(handle.fileno())
-                    # mkstemp makes the file private (0600); an artifact is a source file like any other.
-                    os.chmod(handle.name, 0o644)
-                    os.replace(handle.name, path)
-                except BaseException:
-                    Path(handle.name).unlink(missing_ok=True)
-                    raise
-        except Timeout:
-            raise ArtifactError(f"{path}: another process has held its lock for {LOCK_TIMEOUT_S:.0f}s "
-                                "(a compile of the same target in parallel?); wait for it and run again") from None
-
-
-def _remove_leftovers(path: Path) -> None:
-    """Temp files of a write that was killed (SIGKILL leaves no chance to clean up). Safe under the
-    lock: no other writer of this file is running."""
-    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
-        leftover.unlink(missing_ok=True)
+            atomic_write(path, text)
+        except LockTimeout as exc:
+            raise ArtifactError(str(exc)) from None
 
 
 def unused_files(directory: Path, names: set[str]) -> list[Path]:
