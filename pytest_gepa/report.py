@@ -35,6 +35,19 @@ class TargetReport:
     baseline_instructions: dict[str, str] = field(default_factory=dict)  # the unoptimized program's
     trajectory: list[tuple[int, float]] = field(default_factory=list)
     comparison: list[dict[str, Any]] = field(default_factory=list)  # --gepa-compare: one row per optimizer
+    # The statistical verdict (DESIGN.md, "Verdicts"); status may also be "inconclusive".
+    samples: int = 1  # draws per devset example; each example's score is their mean
+    confidence: float = 0.95
+    drop: float | None = None  # paired drop: recorded minus now, on the examples present in both
+    drop_ci: tuple[float, float] | None = None  # the paired drop's interval at `confidence`
+    resolution: float | None = None  # the smallest drop this devset can detect (recorded at compile)
+    scored: int | None = None  # devset examples scored ...
+    total: int | None = None  # ... of this many ("scored 58 of 60": the rest lost to LM errors)
+    lm_errors: list[dict[str, str]] = field(default_factory=list)  # [{"id", "error"}] of the unscored
+    replayed: int | None = None  # LM calls answered from the cassette (under --gepa-replay)
+    model: str | None = None  # the task model this row gated (one row per target and model)
+    warnings: list[str] = field(default_factory=list)  # inconclusive verdicts, resolution notes
+    # per_example rows: {"id", "score", "recorded", "feedback", "error", "inputs": {...}, "output": {...}}
 
     @property
     def delta(self) -> float | None:
@@ -53,12 +66,14 @@ class TargetReport:
         data.pop("delta", None)
         if data.get("ci") is not None:
             data["ci"] = tuple(data["ci"])
+        if data.get("drop_ci") is not None:
+            data["drop_ci"] = tuple(data["drop_ci"])
         data["trajectory"] = [tuple(point) for point in data.get("trajectory", [])]
         return cls(**data)
 
 
 # How a target can end. Everything not OK (and not still pending) failed its test.
-OK_STATUSES = ("passed", "compiled", "loaded")
+OK_STATUSES = ("passed", "compiled", "kept", "loaded", "inconclusive")
 REGRESSED_STATUSES = ("failed", "rejected")
 NEEDS_COMPILE_STATUSES = ("missing", "stale", "corrupt")
 
