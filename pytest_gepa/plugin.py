@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_gepa.config import SETTINGS_KEY, Settings, add_options, resolve_settings
 from pytest_gepa.errors import GepaError, redact
-from pytest_gepa.options import add_options
 from pytest_gepa.session import SESSION_KEY, GepaSession
-from pytest_gepa.settings import SETTINGS_KEY, Settings, resolve_settings
 
 if TYPE_CHECKING:
     from pytest_gepa.datasets import ExampleSet

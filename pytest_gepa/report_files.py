@@ -51,6 +51,17 @@ JSON fields (schema ``pytest-gepa-report/1``)::
       trajectory     [[metric_calls, best validation score so far], ...] over the GEPA run
       comparison     with --gepa-compare, one row per optimizer run on the same split:
                      {"optimizer", "val", "score", "ci", "lm_calls", "metric_calls", "kept"}; else []
+      samples        draws per devset example (each example's score is their mean)
+      confidence     confidence of the intervals and tests
+      drop           paired drop (recorded minus now) on the examples present in both, or null
+      drop_ci        [low, high] interval of that drop, or null
+      resolution     the smallest drop the devset can detect (recorded at compile), or null
+      scored         devset examples scored, or null
+      total          devset examples in all, or null
+      lm_errors      [{"id", "error"}] examples lost to LM errors
+      replayed       LM calls answered from the cassette (under --gepa-replay), or null
+      model          the task model of this row, or null
+      warnings       sentences of inconclusive checks and resolution notes
     totals           the targets added up:
       targets        number of targets
       passed         targets that ended passed, compiled or loaded

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_gepa.settings import Settings
+from pytest_gepa.config import Settings
 
 if TYPE_CHECKING:
-    from pytest_gepa.lms import UsageMeter
     from pytest_gepa.report import TargetReport
+    from pytest_gepa.usage import UsageMeter
 
 
 @dataclass
@@ -28,7 +28,7 @@ class GepaSession:
     @cached_property
     def meter(self) -> UsageMeter:
         # Made on first use: a run with no gepa target never imports the LM layer.
-        from pytest_gepa.lms import UsageMeter
+        from pytest_gepa.usage import UsageMeter
 
         return UsageMeter()
 
