@@ -17,11 +17,12 @@ from pytest_gepa.errors import GepaError, redact
 from pytest_gepa.session import SESSION_KEY, GepaSession
 
 if TYPE_CHECKING:
-    from pytest_gepa.datasets import ExampleSet
-    from pytest_gepa.rubrics import Rubric
-    from pytest_gepa.target import GepaTarget
+    from pytest_gepa.build.handle import GepaHandle
+    from pytest_gepa.data import ExampleSet
+    from pytest_gepa.rubric import Rubric
 
 CALL_FAILED_KEY = pytest.StashKey[bool]()
+LM_FIXTURES = {"gepa_task_lm": "task", "gepa_reflection_lm": "reflection", "gepa_judge_lm": "judge"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -33,7 +34,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """Resolve settings once, so a bad value stops the run before any test (exit code 4)."""
     settings = resolve_settings(config)
     config.stash[SETTINGS_KEY] = settings
-    config.stash[SESSION_KEY] = GepaSession(settings=settings)
+    session = GepaSession(settings=settings)
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(RanTests(session), "gepa-ran-tests")
     if config.pluginmanager.hasplugin("xdist"):
         from pytest_gepa import xdist
 
@@ -49,6 +52,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         local_model.stop_all()
 
 
+def _session(config: pytest.Config) -> GepaSession | None:
+    return config.stash.get(SESSION_KEY, None)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     """Show a gepa failure as its one explanatory message, not a traceback through the plugin."""
@@ -60,46 +67,120 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+# -- which tests ran: a file's leftover artifacts are listed only when every test in it ran ----------
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Remember each test file's tests (on xdist workers too: they report them to the controller)."""
+    gepa_session = _session(session.config)
+    if gepa_session is not None:
+        for item in session.items:
+            gepa_session.collected.setdefault(item.nodeid.split("::")[0], set()).add(item.nodeid)
+
+
 def pytest_deselected(items: list[pytest.Item]) -> None:
-    """Remember files not run whole: leftover artifacts there may belong to tests not run."""
+    """Files some of whose tests were deselected (-k, -m, --lf) were not run whole."""
     for item in items:
-        session = item.config.stash.get(SESSION_KEY, None)
-        if session is not None:
-            session.partial_files.add(item.nodeid.split("::")[0])
+        gepa_session = _session(item.config)
+        if gepa_session is not None:
+            gepa_session.partial.add(item.nodeid.split("::")[0])
+
+
+class RanTests:
+    """A test ran when its call phase did (a skipped test never reaches it); on the xdist
+    controller this sees every worker's tests."""
+
+    def __init__(self, session: GepaSession) -> None:
+        self.session = session
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call":
+            self.session.ran.add(report.nodeid)
+
+
+# -- record / replay for LMs used outside compile and gate -----------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Open the test's own cassette (``<name>.cassette.jsonl``) for the LMs the plugin hands out."""
+    gepa_session = _session(item.config)
+    if gepa_session is None or not (gepa_session.settings.record or gepa_session.settings.replay):
+        return
+    from pytest_gepa.build.target import artifact_folder, default_name
+
+    folder = artifact_folder(Path(item.path), item.config.rootpath, gepa_session.settings.artifact_dir)
+    gepa_session.test_cassette_path = folder / f"{default_name(item.nodeid)}.cassette.jsonl"
+    gepa_session.test_nodeid = item.nodeid
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    yield
+    gepa_session = _session(item.config)
+    if gepa_session is not None and gepa_session.test_cassette_path is not None:
+        gepa_session.save_cassette(gepa_session.test_cassette_path)
+        gepa_session.test_cassette_path = gepa_session.test_nodeid = None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Generator[None, Any, Any]:
+    """Under record / replay every ``gepa_*_lm`` LM, a conftest override's too, goes through the
+    running test's cassette: replay never opens a connection."""
+    result = yield
+    role = LM_FIXTURES.get(fixturedef.argname)
+    gepa_session = _session(request.config)
+    if role is None or gepa_session is None or not (gepa_session.settings.record or gepa_session.settings.replay):
+        return result
+    from pytest_gepa.cassette import wrap
+
+    wrapped = wrap(result, role=role, cassette=gepa_session.current_test_cassette,
+                   replay=gepa_session.settings.replay, target=lambda: gepa_session.test_nodeid or "this test")
+    if fixturedef.cached_result is not None:
+        fixturedef.cached_result = (wrapped, *fixturedef.cached_result[1:])
+    return wrapped
+
+
+# -- the end of the run -------------------------------------------------------------------------------
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Write ``--gepa-report`` once, on the controller, after every worker's reports arrived."""
     config = session.config
-    gepa_session = config.stash.get(SESSION_KEY, None)
+    gepa_session = _session(config)
     if gepa_session is None or gepa_session.settings.report is None or hasattr(config, "workerinput"):
         return
     import datetime
     import sys
 
     from pytest_gepa import __version__
-    from pytest_gepa.report_files import write_report
+    from pytest_gepa.report.files import write_report
 
-    write_report(gepa_session.settings.report, gepa_session.sorted_reports(), meta={
+    problem = write_report(gepa_session.settings.report, gepa_session.sorted_reports(), meta={
         "mode": gepa_session.settings.mode,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "pytest_gepa": __version__,
         "dspy": getattr(sys.modules.get("dspy"), "__version__", None),
         "exitstatus": int(exitstatus),
     })
+    if problem:
+        gepa_session.report_problem = problem
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """One row per target, then the command to run next; silent when no target ran."""
-    session = terminalreporter.config.stash.get(SESSION_KEY, None)
-    if session is None or not session.reports or hasattr(terminalreporter.config, "workerinput"):
+    config = terminalreporter.config
+    session = _session(config)
+    if session is None or not session.reports or hasattr(config, "workerinput"):
         return
-    from pytest_gepa.report import summary_lines
+    from pytest_gepa.report.terminal import summary_lines
 
     terminalreporter.write_sep("=", "gepa")
     for line in summary_lines(session.sorted_reports()):
         terminalreporter.write_line(line)
-    if terminalreporter.config.option.maxfail or terminalreporter.config.getoption("lf", False):
+    if session.report_problem:
+        terminalreporter.write_line(f"--gepa-report was not written: {session.report_problem}", yellow=True)
+    if config.option.maxfail or config.getoption("lf", False):
         return  # a run cut short says nothing about which targets still exist
     unused = session.unused_files()
     if unused:
@@ -109,7 +190,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(f"  {path}")
 
 
-# -- fixtures --------------------------------------------------------------------------------
+# -- fixtures -----------------------------------------------------------------------------------------
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -154,36 +235,36 @@ def gepa_judge_lm(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -
     return _role_lm(pytestconfig, "judge", model) if model else request.getfixturevalue("gepa_task_lm")
 
 
-def _fail_readably(error: GepaError) -> None:
-    pytest.fail(f"{type(error).__name__}: {error}", pytrace=False)
-
-
 @pytest.fixture
 def gepa_examples(request: pytest.FixtureRequest) -> Callable[..., ExampleSet]:
     """Load labeled examples; a relative path is relative to the requesting test file."""
-    from pytest_gepa.datasets import load_examples
+    from pytest_gepa.data import load_examples
 
     def load(path: str | Path, *, inputs: list[str] | tuple[str, ...], split: Any = None) -> ExampleSet:
-        try:
-            return load_examples(request.path.parent / path, inputs=inputs, split=split)
-        except GepaError as error:
-            _fail_readably(error)
-            raise  # unreachable: pytest.fail raises
+        return load_examples(request.path.parent / path, inputs=inputs, split=split)
 
     return load
 
 
 @pytest.fixture
 def gepa_rubric(request: pytest.FixtureRequest) -> Callable[..., Rubric]:
-    """Load a rubric file (relative to the test file); its judge is gepa_judge_lm unless the file names one."""
-    from pytest_gepa.rubrics import load_rubric
+    """Load a rubric file (relative to the test file); its judge is the file's ``judge_lm``, else
+    gepa_judge_lm. Under record / replay a rubric's own model goes through the test's cassette too."""
+    from pytest_gepa.rubric import load_rubric
+
+    gepa_session = _session(request.config)
+
+    def wrap_lm(lm: Any) -> Any:
+        if gepa_session is None or not (gepa_session.settings.record or gepa_session.settings.replay):
+            return lm
+        from pytest_gepa.cassette import wrap
+
+        return wrap(lm, role="judge", cassette=gepa_session.current_test_cassette,
+                    replay=gepa_session.settings.replay, target=lambda: gepa_session.test_nodeid or "this test")
 
     def load(path: str | Path) -> Rubric:
-        try:
-            return load_rubric(request.path.parent / path, judge_lm=lambda: request.getfixturevalue("gepa_judge_lm"))
-        except GepaError as error:
-            _fail_readably(error)
-            raise  # unreachable: pytest.fail raises
+        return load_rubric(request.path.parent / path, judge_lm=lambda: request.getfixturevalue("gepa_judge_lm"),
+                           wrap_lm=wrap_lm)
 
     return load
 
@@ -206,25 +287,26 @@ def _progress_writer(config: pytest.Config) -> Callable[[str], None]:
 
 
 @pytest.fixture
-def gepa(request: pytest.FixtureRequest) -> Generator[GepaTarget, None, None]:
+def gepa(request: pytest.FixtureRequest) -> Generator[GepaHandle, None, None]:
     """This test's build-step handle: ``gepa.compile(...)`` and ``gepa.gate(...)``."""
-    from pytest_gepa.target import GepaTarget
+    from pytest_gepa.build.handle import GepaHandle
+    from pytest_gepa.build.target import BuildContext
 
     config = request.config
-    handle = GepaTarget(
-        nodeid=request.node.nodeid,
-        node_name=request.node.name,
-        test_file=Path(request.path),
-        session=config.stash[SESSION_KEY],
-        get_lm=lambda role: request.getfixturevalue(f"gepa_{role}_lm"),
+    handle = GepaHandle(BuildContext(
+        nodeid=request.node.nodeid, test_file=Path(request.path), rootdir=config.rootpath,
+        session=config.stash[SESSION_KEY], get_lm=lambda role: request.getfixturevalue(f"gepa_{role}_lm"),
         progress=_progress_writer(config),
-    )
+    ))
     yield handle
-    handle.finish(test_failed=request.node.stash.get(CALL_FAILED_KEY, True))
-    # JUnit XML (and anything else reading user_properties) gets each target's outcome.
-    for report in handle.reports:
-        prefix = "gepa" if len(handle.reports) == 1 else f"gepa[{report.name}]"
-        for key, value in (("score", report.score), ("min_score", report.min_score), ("max_drop", report.max_drop),
-                           ("recorded", report.recorded), ("status", report.status)):
-            if value is not None:
-                request.node.user_properties.append((f"{prefix}_{key}", value))
+    try:
+        handle.finish(test_failed=request.node.stash.get(CALL_FAILED_KEY, True))
+    finally:
+        # JUnit XML (and anything else reading user_properties) gets each target's outcome.
+        for report in handle.reports:
+            prefix = "gepa" if len(handle.reports) == 1 else f"gepa[{report.name}]"
+            for key, value in (("score", report.score), ("min_score", report.min_score),
+                               ("max_drop", report.max_drop), ("recorded", report.recorded),
+                               ("drop", report.drop), ("status", report.status)):
+                if value is not None:
+                    request.node.user_properties.append((f"{prefix}_{key}", value))

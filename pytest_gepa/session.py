@@ -1,4 +1,5 @@
-"""State of one pytest run's gepa targets, kept in ``config.stash``: settings, meter, reports."""
+"""State of one pytest run's gepa targets, kept in ``config.stash``: settings, meter, reports, the
+files each target owns, the cassettes open, and which tests ran (for the unused-files list)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_gepa.config import Settings
+from pytest_gepa.errors import GepaError
 
 if TYPE_CHECKING:
-    from pytest_gepa.report import TargetReport
+    from pytest_gepa.cassette import Cassette
+    from pytest_gepa.report.model import TargetReport
     from pytest_gepa.usage import UsageMeter
 
 
@@ -22,8 +25,18 @@ class GepaSession:
 
     settings: Settings
     reports: list[TargetReport] = field(default_factory=list)
-    # Test files some of whose tests did not run (-k, --lf, -x): their unused files are not judged.
-    partial_files: set[str] = field(default_factory=set)
+    # Which node id owns each artifact path: two targets of one run must never share a file.
+    owners: dict[Path, str] = field(default_factory=dict)
+    cassettes: dict[Path, Cassette] = field(default_factory=dict)
+    # The cassette of the test running now, for LMs used outside compile/gate (record / replay).
+    test_cassette_path: Path | None = None
+    test_nodeid: str | None = None
+    # Tests collected per test file, and the tests whose call phase ran: a file counts as run
+    # whole (its unused files may be listed) only when every test in it ran.
+    collected: dict[str, set[str]] = field(default_factory=dict)
+    partial: set[str] = field(default_factory=set)
+    ran: set[str] = field(default_factory=set)
+    report_problem: str | None = None  # why --gepa-report could not be written
 
     @cached_property
     def meter(self) -> UsageMeter:
@@ -32,19 +45,75 @@ class GepaSession:
 
         return UsageMeter()
 
+    def claim(self, path: Path, nodeid: str) -> None:
+        """Make ``path`` this node id's; a second target resolving to the same file is an error."""
+        key = path.resolve()
+        owner = self.owners.setdefault(key, nodeid)
+        if owner != nodeid:
+            raise GepaError(f"{nodeid!r} and {owner!r} both resolve to the artifact '{path}'; give one of them "
+                            "its own name with gepa.compile(..., name='...')")
+
+    def cassette(self, path: Path) -> Cassette | None:
+        """The one ``Cassette`` object of ``path`` in this run (a test and its target may share it);
+        under replay None when there is no such file."""
+        from pytest_gepa.cassette import Cassette
+
+        key = path.resolve()
+        if key not in self.cassettes:
+            if self.settings.replay:
+                try:
+                    self.cassettes[key] = Cassette.load(path)
+                except FileNotFoundError:
+                    return None
+            else:
+                self.cassettes[key] = Cassette(path)
+        return self.cassettes[key]
+
+    def open_target_cassette(self, artifact: Path, nodeid: str) -> Cassette | None:
+        if not (self.settings.record or self.settings.replay):
+            return None
+        from pytest_gepa.cassette import cassette_path
+
+        path = cassette_path(artifact)
+        cassette = self.cassette(path)
+        if cassette is None:
+            raise GepaError(f"--gepa-replay: no cassette for {nodeid!r} at '{path}'. Record one with "
+                            f"`pytest --gepa-record --gepa-compile {nodeid}`.")
+        return cassette
+
+    def current_test_cassette(self) -> Cassette | None:
+        """The running test's own cassette (``<name>.cassette.jsonl``), for the gepa_*_lm fixtures."""
+        if self.test_cassette_path is None:
+            return None
+        return self.cassette(self.test_cassette_path)
+
+    def save_cassette(self, path: Path) -> None:
+        cassette = self.cassettes.get(path.resolve())
+        if self.settings.record and cassette is not None and cassette.entries:
+            cassette.save()
+
     def unused_files(self) -> list[Path]:
-        """Artifacts and cassettes of fully run test files that no target of this run owns."""
+        """Artifacts and cassettes of wholly run test files that no target of this run owns."""
         from pytest_gepa.artifact.store import unused_files
+
+        from pytest_gepa.build.target import default_name
 
         owners: dict[tuple[Path, str], set[str]] = {}
         for report in self.reports:
             test_file = report.nodeid.split("::")[0]
-            owners.setdefault((Path(report.artifact).parent, test_file), set()).add(report.name)
+            # A test's own cassette (LM calls outside compile/gate) carries the test's name.
+            tests = {default_name(nodeid) for nodeid in self.collected.get(test_file, ())}
+            owners.setdefault((Path(report.artifact).parent, test_file), set()).update({report.name, *tests})
         found: list[Path] = []
         for (directory, test_file), names in sorted(owners.items()):
-            if test_file not in self.partial_files:
+            if self.ran_whole(test_file):
                 found.extend(unused_files(directory, names))
         return found
+
+    def ran_whole(self, test_file: str) -> bool:
+        """Every test of ``test_file`` was collected, selected and ran (none skipped or deselected)."""
+        tests = self.collected.get(test_file)
+        return bool(tests) and test_file not in self.partial and tests <= self.ran
 
     def sorted_reports(self) -> list[TargetReport]:
         """In node-id order, so the summary and the report read the same with or without xdist."""

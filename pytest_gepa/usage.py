@@ -30,11 +30,9 @@ class RoleCounter:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     first_error: str | None = None  # the first failure counted here (in a ``since``: since then)
-    replayed: int = 0  # calls a cassette answered
 
     def copy(self) -> RoleCounter:
-        return RoleCounter(self.calls, self.failures, self.prompt_tokens, self.completion_tokens, self.first_error,
-                           self.replayed)
+        return RoleCounter(self.calls, self.failures, self.prompt_tokens, self.completion_tokens, self.first_error)
 
 
 class RoleMeter(BaseCallback):
@@ -113,11 +111,6 @@ class UsageMeter:
             if counter.first_error is None:
                 counter.first_error = self._errors[role][0]
 
-    def replayed(self, role: str) -> None:
-        """A cassette answered a call of ``role`` (counted among its calls too)."""
-        with self._lock:
-            self.counters[role].replayed += 1
-
     def add_usage(self, lm: Any, usage: dict[str, Any]) -> None:
         """dspy's usage-tracker hook: credit tokens to the role whose call is running in this context."""
         role = _CURRENT_ROLE.get()
@@ -146,7 +139,6 @@ class UsageMeter:
                 prompt_tokens=b.prompt_tokens - a.prompt_tokens,
                 completion_tokens=b.completion_tokens - a.completion_tokens,
                 first_error=errors[role][a.failures] if b.failures > a.failures else None,
-                replayed=b.replayed - a.replayed,
             )
         return used
 

@@ -1,5 +1,7 @@
-"""pytest-xdist support: workers ship their target reports to the controller, which prints the one
-summary and writes the one report. Registered only when xdist is installed and active."""
+"""pytest-xdist support: workers ship their target reports, and which tests they collected and
+deselected, to the controller, which prints the one summary, writes the one report, and alone
+decides which files belong to no target (it sees every worker's tests). Registered only when
+xdist is installed and active."""
 
 from __future__ import annotations
 
@@ -26,7 +28,11 @@ class WorkerReports:
     def pytest_sessionfinish(self) -> None:
         session = self.config.stash[SESSION_KEY]
         workeroutput: dict[str, Any] = self.config.workeroutput  # type: ignore[attr-defined]
-        workeroutput[WORKEROUTPUT_KEY] = [report.to_dict() for report in session.reports]
+        workeroutput[WORKEROUTPUT_KEY] = {
+            "reports": [report.to_dict() for report in session.reports],
+            "collected": {path: sorted(ids) for path, ids in session.collected.items()},
+            "partial": sorted(session.partial),
+        }
 
 
 class ControllerReports:
@@ -36,11 +42,14 @@ class ControllerReports:
         self.config = config
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        from pytest_gepa.report import TargetReport
+        from pytest_gepa.report.model import TargetReport
 
-        reports = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY, [])
+        output = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY, {})
         session = self.config.stash[SESSION_KEY]
-        session.reports.extend(TargetReport.from_dict(data) for data in reports)
+        session.reports.extend(TargetReport.from_dict(data) for data in output.get("reports", []))
+        for path, ids in output.get("collected", {}).items():
+            session.collected.setdefault(path, set()).update(ids)
+        session.partial.update(output.get("partial", []))
 
 
 def register(config: pytest.Config) -> None:

@@ -30,7 +30,7 @@ world.prime_litellm()
 # another thread's meets CPython 3.11's "AST constructor recursion depth mismatch" bug.
 import pytest_gepa.report_files  # noqa: E402
 import pytest_gepa.rubrics  # noqa: E402
-import pytest_gepa.target  # noqa: E402, F401
+import pytest_gepa.build.handle  # noqa: E402, F401
 
 # Cached answers would make LM call counts depend on test order; the world is fast enough uncached.
 dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)

@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+# 2: example ids by id column or inputs, per-example samples, resolution, the program's shape.
+SCHEMA_VERSION = 2
 
 
 class _Strict(BaseModel):
@@ -19,13 +20,18 @@ class DevsetScores(_Strict):
     optimized: float
     ci: tuple[float, float]
     n: int
-    per_example: dict[str, float]
+    per_example: dict[str, float]  # each example's mean over `samples` draws, by example id
+    samples: int = 1
+    confidence: float = 0.95
+    resolution: float | None = None  # the smallest drop this devset detects at `confidence`, 80% power
 
 
 class Scores(_Strict):
     val_baseline: float | None = None
     val_optimized: float | None = None
     devset: DevsetScores | None = None
+    # A kept candidate (<name>.rejected.json): the current artifact's program scored in the same run.
+    current: DevsetScores | None = None
 
 
 class DatasetProvenance(_Strict):
@@ -34,11 +40,20 @@ class DatasetProvenance(_Strict):
     sizes: dict[str, int]
 
 
+class Shape(_Strict):
+    """One predictor as the user wrote it: what a compiled artifact must still fit."""
+
+    inputs: list[str]
+    outputs: list[str]
+    instructions: str = ""  # the seed instruction (signature docstring), not GEPA's
+    fields: dict[str, dict[str, str]] = Field(default_factory=dict)  # {field: {"desc", "type"}}
+
+
 class Provenance(_Strict):
     dataset: DatasetProvenance
     metric: str
     program: str
-    structure: dict[str, dict[str, list[str]]]
+    structure: dict[str, Shape]
     models: dict[str, str | None]
     versions: dict[str, str]
 

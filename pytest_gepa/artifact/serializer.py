@@ -6,7 +6,6 @@ models used are recorded by name in the provenance instead.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
@@ -56,36 +55,6 @@ def demos(state: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Each predictor's few-shot demos (from its stored state), for reviewers; empty ones left out."""
     return {name: list(value["demos"]) for name, value in state.items()
             if isinstance(value, dict) and value.get("demos")}
-
-
-def structure(program: Any) -> dict[str, dict[str, list[str]]]:
-    """What the artifact must still fit: each predictor's name and its signature's fields."""
-    return {
-        name: {
-            "inputs": list(predictor.signature.input_fields),
-            "outputs": list(predictor.signature.output_fields),
-        }
-        for name, predictor in program.named_predictors()
-    }
-
-
-def fingerprint(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def structure_changes(recorded: dict[str, dict[str, list[str]]], now: dict[str, dict[str, list[str]]]) -> list[str]:
-    """Sentences naming each predictor added, removed or whose fields changed since compile."""
-    changes = []
-    for name in sorted(recorded.keys() - now.keys()):
-        changes.append(f"predictor {name!r} is gone (renamed or removed)")
-    for name in sorted(now.keys() - recorded.keys()):
-        changes.append(f"predictor {name!r} is new")
-    for name in sorted(recorded.keys() & now.keys()):
-        for side in ("inputs", "outputs"):
-            before, after = recorded[name].get(side, []), now[name].get(side, [])
-            if before != after:
-                changes.append(f"predictor {name!r} {side} changed from {before} to {after}")
-    return changes
 
 
 def load_program(program: Any, state: dict[str, Any], *, where: str) -> None:

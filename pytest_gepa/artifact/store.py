@@ -50,7 +50,8 @@ class ArtifactStore:
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             newer = isinstance(version, int) and version > SCHEMA_VERSION
-            hint = " (written by a newer pytest-gepa; upgrade it)" if newer else ""
+            hint = (" (written by a newer pytest-gepa; upgrade it)" if newer
+                    else " (written by an older pytest-gepa; recompile it)")
             raise ArtifactError(f"{self.path}: unknown schema_version {version!r}, this pytest-gepa reads "
                                 f"version {SCHEMA_VERSION}{hint}")
         try:

@@ -1,0 +1,132 @@
+"""The gate flow: load the committed artifact (missing, corrupt and stale each say their fix),
+then score it on the devset and hold it to its thresholds, statistically (DESIGN.md "Verdicts")."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pytest_gepa.artifact import provenance, serializer
+from pytest_gepa.artifact.model import Artifact
+from pytest_gepa.build.scoring import (
+    GateFailure,
+    GateResult,
+    Thresholds,
+    gate_result,
+    record_evaluation,
+    record_verdict,
+    score,
+)
+from pytest_gepa.build.target import BuildContext, Target
+from pytest_gepa.errors import ArtifactError, StaleArtifactError
+from pytest_gepa.metrics import Metric, metric_fingerprint
+from pytest_gepa.verdict.thresholds import Verdict, decide, resolution_note
+
+
+def load(ctx: BuildContext, target: Target, program: Any) -> Any:
+    """Gate mode's ``gepa.compile``: the artifact loaded into ``program``, which is returned."""
+    store = target.store
+    if not store.exists():
+        target.report.status = "missing"
+        raise ArtifactError(f"No compiled artifact for {ctx.nodeid!r} at '{store.path}'. "
+                            f"Run `{ctx.compile_command()}` to create it.")
+    try:
+        artifact = store.read()
+    except ArtifactError as exc:
+        target.report.status = "corrupt"
+        raise ArtifactError(f"{exc}. Run `{ctx.compile_command()}` to recompile it.") from exc
+    target.artifact = artifact
+    report = target.report
+    report.instructions = dict(artifact.instructions)
+    report.trajectory = list(artifact.optimizer.trajectory)
+    devset = artifact.scores.devset
+    report.resolution = devset.resolution if devset is not None else None
+    check_stale(ctx, target, artifact)
+    try:
+        serializer.load_program(program, artifact.program, where=str(store.path))
+    except ArtifactError as exc:
+        report.status = "corrupt"
+        raise ArtifactError(f"{exc} Run `{ctx.compile_command()}` to recompile it.") from exc
+    target.lms.attach_task_lm(program)
+    return program
+
+
+def stale_reasons(ctx: BuildContext, target: Target, artifact: Artifact) -> list[str]:
+    """Why ``artifact`` no longer fits this target: another node id, the program as written, the model."""
+    reasons = []
+    if artifact.target != ctx.nodeid:
+        reasons.append(f"it was compiled for {artifact.target!r}, not {ctx.nodeid!r}")
+    reasons += provenance.shape_changes(artifact.provenance.structure, target.seed_shape)
+    recorded_model, task_model = artifact.provenance.models.get("task"), target.lms.model("task")
+    if recorded_model != task_model:
+        reasons.append(f"task model changed from {recorded_model!r} to {task_model!r}")
+    return reasons
+
+
+def check_stale(ctx: BuildContext, target: Target, artifact: Artifact) -> None:
+    reasons = stale_reasons(ctx, target, artifact)
+    if reasons:
+        raise_stale(ctx, target, reasons)
+    drift = []
+    if artifact.provenance.dataset.fingerprint != target.examples.fingerprint:
+        drift.append("the labeled examples changed")
+    if artifact.provenance.metric != metric_fingerprint(target.metric):
+        drift.append("the metric changed")
+    if drift:
+        target.warn(f"{ctx.nodeid} [{target.name}]: {' and '.join(drift)} since the artifact was compiled; the "
+                    f"regression check compares only the examples present in both. Recompile with "
+                    f"`{ctx.compile_command()}` to refresh it.")
+    recorded_dspy, dspy_now = artifact.provenance.versions.get("dspy"), provenance.installed_version("dspy")
+    if recorded_dspy and recorded_dspy != dspy_now:
+        target.warn(f"{ctx.nodeid} [{target.name}]: the artifact was compiled with dspy {recorded_dspy}, this is "
+                    f"dspy {dspy_now}; prompts may render differently. Recompile with `{ctx.compile_command()}`.")
+
+
+def raise_stale(ctx: BuildContext, target: Target, reasons: list[str]) -> None:
+    target.report.status = "stale"
+    raise StaleArtifactError(f"The artifact '{target.store.path}' is stale: " + "; ".join(reasons)
+                             + f". Run `{ctx.compile_command()}` to recompile it.")
+
+
+def gate_artifact(ctx: BuildContext, target: Target, program: Any, devset: Sequence[Any], metric: Metric,
+                  thresholds: Thresholds, caller: tuple[str, int] | None) -> GateResult:
+    """Score the loaded artifact and decide; raise ``GateFailure`` when it fails."""
+    artifact = target.artifact
+    recorded = dict(artifact.scores.devset.per_example) if artifact and artifact.scores.devset else None
+    if recorded:
+        from pytest_gepa.data import example_id
+
+        present = len(recorded.keys() & {example_id(example) for example in devset})
+        if present * 2 < len(recorded):
+            raise_stale(ctx, target, [f"only {present} of {len(recorded)} recorded examples remain in the devset"])
+    evaluation = score(ctx, target, program, devset, metric, samples=thresholds.samples)
+    record_evaluation(target, evaluation, recorded)
+    verdict = decide(evaluation.per_example, min_score=thresholds.min_score, max_drop=thresholds.max_drop,
+                     recorded=recorded, confidence=thresholds.confidence, samples=thresholds.samples,
+                     feedback=evaluation.feedback)
+    record_verdict(target, verdict)
+    note = resolution_note(thresholds.max_drop, target.report.resolution, n=len(evaluation.scored),
+                           samples=thresholds.samples) if recorded else None
+    if note:
+        target.warn(f"{ctx.nodeid} [{target.name}]: {note}", caller)
+    conclude(ctx, target, verdict, caller, what="gate")
+    if verdict.status == "failed":
+        raise GateFailure(f"gepa gate failed for {ctx.nodeid} [{target.name}]:\n{verdict.explain()}")
+    return gate_result(evaluation, verdict)
+
+
+def conclude(ctx: BuildContext, target: Target, verdict: Verdict, caller: tuple[str, int] | None, *,
+             what: str) -> None:
+    """Passed, inconclusive (a warning, or a failure under --gepa-strict) or failed."""
+    target.gated = True
+    if verdict.status == "failed":
+        target.report.status = "failed" if what == "gate" else "rejected"
+        return
+    if verdict.status == "inconclusive":
+        target.report.status = "inconclusive"
+        sentence = f"{ctx.nodeid} [{target.name}]: inconclusive {what}: {verdict.explain()}"
+        if ctx.settings.strict:
+            raise GateFailure(f"{sentence}\n--gepa-strict makes an inconclusive verdict fail.")
+        target.warn(sentence + "\n(--gepa-strict makes this fail.)", caller)
+        return
+    target.report.status = "passed"

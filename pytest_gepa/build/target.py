@@ -1,0 +1,101 @@
+"""One compiled program inside a test: its files, its inputs, and what happened to it so far.
+
+Also where a target's files live: ``<test dir>/gepa_artifacts/<module>/<name>.json`` by default,
+or ``DIR/<test file's path from rootdir, without .py>/<name>.json`` under ``--gepa-artifact-dir``,
+where the default name is the test's name within its module, class included.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_gepa.artifact.model import Shape
+from pytest_gepa.artifact.store import ArtifactStore
+from pytest_gepa.errors import GepaWarning
+from pytest_gepa.report.model import TargetReport
+
+if TYPE_CHECKING:
+    from pytest_gepa.artifact.model import Artifact, DevsetScores
+    from pytest_gepa.build.lms import TargetLMs
+    from pytest_gepa.cassette import Cassette
+    from pytest_gepa.config import Settings
+    from pytest_gepa.metrics import Metric
+    from pytest_gepa.optimize import OptimizationRun
+    from pytest_gepa.session import GepaSession
+    from pytest_gepa.usage import RoleCounter
+
+
+def default_name(nodeid: str) -> str:
+    """The test's name within its module, class included, safe as a file name:
+    ``test_x.py::TestA::test_p[a b]`` becomes ``TestA.test_p-a-b``."""
+    within_module = ".".join(nodeid.split("::")[1:])
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", within_module).strip("-")
+
+
+def artifact_folder(test_file: Path, rootdir: Path, artifact_dir: Path | None) -> Path:
+    """The folder of one test file's artifacts and cassettes."""
+    if artifact_dir is None:
+        return test_file.parent / "gepa_artifacts" / test_file.stem
+    try:
+        relative = test_file.resolve().relative_to(rootdir.resolve())
+    except ValueError:  # a test file outside rootdir: its name is all we can keep
+        relative = Path(test_file.name)
+    return artifact_dir / relative.with_suffix("")
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What every target of one test shares: who it is, the run's settings and session, its LMs."""
+
+    nodeid: str
+    test_file: Path
+    rootdir: Path
+    session: GepaSession
+    get_lm: Callable[[str], Any]
+    progress: Callable[[str], None]
+
+    @property
+    def settings(self) -> Settings:
+        return self.session.settings
+
+    def compile_command(self) -> str:
+        return f"pytest --gepa-compile {self.nodeid}"
+
+
+@dataclass
+class Target:
+    """One ``gepa.compile`` of a test, from its start to its teardown."""
+
+    name: str
+    store: ArtifactStore
+    examples: Any
+    metric: Metric
+    report: TargetReport
+    usage_before: dict[str, RoleCounter]
+    lms: TargetLMs
+    cassette: Cassette | None = None
+    seed_shape: dict[str, Shape] = field(default_factory=dict)  # the program as the test wrote it
+    artifact: Artifact | None = None  # gate: the loaded one; compile: the current one, when comparable
+    current_program: Any = None  # compile: the current artifact loaded into a copy of the program
+    baseline_program: Any = None
+    run: OptimizationRun | None = None
+    rival: OptimizationRun | None = None  # --gepa-compare: the other optimizer's run on the same split
+    devset_scores: DevsetScores | None = None
+    pending: Artifact | None = None  # compile: the candidate to write at teardown if the test passes
+    gated: bool = False
+    judge_errors_before: int = 0
+    caller: tuple[str, int] | None = None  # the user's line that called gepa.compile, for warnings
+
+    def warn(self, message: str, caller: tuple[str, int] | None = None) -> None:
+        """A ``GepaWarning`` shown at the user's line (not inside the plugin), and kept for the report."""
+        self.report.warnings.append(message)
+        where = caller or self.caller
+        if where is None:
+            warnings.warn(GepaWarning(message), stacklevel=3)
+        else:
+            warnings.warn_explicit(GepaWarning(message), GepaWarning, filename=where[0], lineno=where[1])
