@@ -21,9 +21,8 @@ from pytest_gepa import lms
 from pytest_gepa.datasets import load_examples
 from pytest_gepa.errors import RubricError
 from pytest_gepa.evaluate import evaluate
-from pytest_gepa.metrics import call_metric
-from pytest_gepa.metrics import metric_fingerprint
-from pytest_gepa.rubrics import Rubric, Verdict, cohen_kappa, judge_signature, load_rubric
+from pytest_gepa.metrics import call_metric, metric_fingerprint
+from pytest_gepa.rubric import Rubric, Verdict, cohen_kappa, judge_signature, load_rubric
 
 TRIAGE_RUBRIC = """\
 name: triage
@@ -238,8 +237,8 @@ def test_the_fingerprint_follows_content_not_formatting(tmp_path: Path) -> None:
     assert metric_fingerprint(load_rubric(write(tmp_path, TRIAGE_RUBRIC))) == base
 
 
-def test_importing_rubrics_does_not_import_dspy() -> None:
-    code = "import sys, pytest_gepa.rubrics; assert 'dspy' not in sys.modules, 'dspy was imported'"
+def test_importing_the_rubric_room_does_not_import_dspy() -> None:
+    code = "import sys, pytest_gepa.rubric.judge; assert 'dspy' not in sys.modules, 'dspy was imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
