@@ -6,9 +6,15 @@ critiques of the criteria that fell short plus the reference answer, which is wh
 reflection needs to write a better instruction. A judge reply that cannot be used is a scored
 failure (score 0, saying why), never a crash; an LM transport error is not a score and propagates.
 
-The judge LM, at call time: ``dspy.settings.get("gepa_judge_lm")`` when set (the plugin sets it
-while compiling and gating, so judge calls are metered and recorded like any other), else the
-rubric file's ``judge_lm`` model, else the ``judge_lm`` callable given to :func:`load_rubric`.
+Which LM judges, at call time, is chosen apart from how its calls are wrapped:
+
+* chosen: the rubric file's ``judge_lm`` model when it names one; else the plugin's judge,
+  ``dspy.settings.get("gepa_judge_lm")``, which the plugin sets while compiling and gating; else
+  the ``judge_lm`` callable given to :func:`load_rubric` (the ``gepa_rubric`` fixture gives
+  ``gepa_judge_lm``: ``--gepa-judge-lm``, else the task LM);
+* wrapped: whichever LM was chosen goes through ``dspy.settings.get("gepa_wrap_lm")`` when set,
+  else the ``wrap_lm`` given to :func:`load_rubric`; the plugin uses it to meter every judge call
+  and route it through a cassette, whichever model answers.
 
 pydantic loads with this module; dspy only when a judge is first asked.
 """
@@ -51,6 +57,8 @@ JUDGE_LM_RETRIES = 3
 # Verdicts kept per rubric; GEPA re-asks for a prediction right after scoring it, so a few
 # thousand recent ones are plenty and bound the memory of a long run.
 _CACHE_SIZE = 4096
+# Wrapped judge LMs kept per rubric: one per target of a run is the usual need.
+_WRAPPED_SIZE = 64
 # Bumped when the canonical form or the judge's prompt changes, so old fingerprints never match.
 _FINGERPRINT_SCHEME = "pytest-gepa.rubric/1"
 
@@ -116,14 +124,17 @@ def __getattr__(name: str) -> Any:
 # --- the rubric ----------------------------------------------------------------------------------
 
 
-def load_rubric(path: str | os.PathLike[str], *, judge_lm: Callable[[], Any] | None = None) -> Rubric:
+def load_rubric(path: str | os.PathLike[str], *, judge_lm: Callable[[], Any] | None = None,
+                wrap_lm: Callable[[Any], Any] | None = None) -> Rubric:
     """Load and validate a rubric file; every mistake is a ``RubricError`` naming file, field and fix.
 
-    ``judge_lm`` is a zero-argument callable yielding the judge ``dspy.LM``, called on the first
-    judgement only; the file's own ``judge_lm`` model string wins over it.
+    ``judge_lm`` is a zero-argument callable giving the default judge ``dspy.LM``, asked on the
+    first judgement that needs it: the file's own ``judge_lm`` model wins over it. ``wrap_lm(lm)``
+    returns the LM to call in place of the chosen one (to meter or record it); the plugin's
+    ``gepa_wrap_lm`` in the dspy context wins over it.
     """
     path = Path(path)
-    return Rubric(read_rubric_spec(path), path=path, judge_lm=judge_lm)
+    return Rubric(read_rubric_spec(path), path=path, judge_lm=judge_lm, wrap_lm=wrap_lm)
 
 
 class Rubric:
@@ -132,7 +143,7 @@ class Rubric:
     uses_judge = True
 
     def __init__(self, spec: RubricSpec, *, path: Path | None = None,
-                 judge_lm: Callable[[], Any] | None = None) -> None:
+                 judge_lm: Callable[[], Any] | None = None, wrap_lm: Callable[[Any], Any] | None = None) -> None:
         self.name: str = spec.name
         self.path = path
         self.criteria: tuple[Criterion, ...] = tuple(
@@ -145,8 +156,13 @@ class Rubric:
         self.outputs: tuple[str, ...] | None = tuple(spec.outputs) if spec.outputs is not None else None
         self._roles = FieldRoles(self.inputs, self.references, self.outputs,
                                  where=f"{path}" if path is not None else self.label)
-        self._judge_lm_factory = judge_lm
-        self._own_lm: Any = None
+        self._default_judge = judge_lm
+        self._wrap_lm = wrap_lm
+        self._file_lm: Any = None
+        self._default_lm: Any = None
+        # (wrap, chosen LM, wrapped LM) by the ids of the first two, so each LM is wrapped once per
+        # wrap callable and keeps its cached verdicts; holding both keeps their ids from being reused.
+        self._wrapped: OrderedDict[tuple[int, int], tuple[Any, Any, Any]] = OrderedDict()
         self._program: Any = None
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[int, str], tuple[Any, Judgement]] = OrderedDict()
@@ -235,28 +251,52 @@ class Rubric:
     # -- choosing the judge -----------------------------------------------------------------
 
     def judge_lm(self) -> Any:
-        """The LM that judges now: the context's ``gepa_judge_lm``, else the rubric's own LM."""
+        """The LM to call for a judgement now: the chosen one (:meth:`chosen_judge_lm`), wrapped by the
+        context's ``gepa_wrap_lm``, else by this rubric's ``wrap_lm``, else as it is."""
         import dspy
 
-        lm = dspy.settings.get("gepa_judge_lm")
-        return lm if lm is not None else self.own_judge_lm()
+        lm = self.chosen_judge_lm()
+        wrap = dspy.settings.get("gepa_wrap_lm") or self._wrap_lm
+        return lm if wrap is None else self._wrapped_by(wrap, lm)
 
-    def own_judge_lm(self) -> Any:
-        """The rubric's LM outside the plugin's compile and gate: the file's model, else the callable's."""
-        with self._lock:
-            if self._own_lm is None:
-                if self.judge_model is not None:
+    def chosen_judge_lm(self) -> Any:
+        """The model that judges: the file's ``judge_lm``, else the context's ``gepa_judge_lm``, else
+        the ``judge_lm`` callable's."""
+        import dspy
+
+        if self.judge_model is not None:
+            with self._lock:
+                if self._file_lm is None:
                     from pytest_gepa.lms import build_lm
 
-                    self._own_lm = build_lm(self.judge_model, retries=JUDGE_LM_RETRIES)
-                elif self._judge_lm_factory is not None:
-                    self._own_lm = self._judge_lm_factory()
-            if self._own_lm is None:
+                    self._file_lm = build_lm(self.judge_model, retries=JUDGE_LM_RETRIES)
+                return self._file_lm
+        lm = dspy.settings.get("gepa_judge_lm")
+        if lm is not None:
+            return lm
+        with self._lock:
+            if self._default_lm is None and self._default_judge is not None:
+                self._default_lm = self._default_judge()
+            if self._default_lm is None:
                 raise RubricError(
                     f"{self._roles.where}: {self.label} has no judge LM; add `judge_lm: <litellm model>` to the "
                     "rubric file, pass judge_lm= to load_rubric, or use the gepa_rubric fixture (--gepa-judge-lm)"
                 )
-            return self._own_lm
+            return self._default_lm
+
+    def _wrapped_by(self, wrap: Callable[[Any], Any], lm: Any) -> Any:
+        key = (id(wrap), id(lm))
+        with self._lock:
+            hit = self._wrapped.get(key)
+            if hit is not None:
+                self._wrapped.move_to_end(key)
+                return hit[2]
+        wrapped = wrap(lm)  # outside the lock: the plugin's wrap may take its own locks
+        with self._lock:
+            _, _, wrapped = self._wrapped.setdefault(key, (wrap, lm, wrapped))
+            while len(self._wrapped) > _WRAPPED_SIZE:
+                self._wrapped.popitem(last=False)
+        return wrapped
 
     # -- judging ----------------------------------------------------------------------------
 
