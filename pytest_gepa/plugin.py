@@ -18,7 +18,7 @@ from pytest_gepa.session import SESSION_KEY, GepaSession
 
 if TYPE_CHECKING:
     from pytest_gepa.datasets import ExampleSet
-    from pytest_gepa.rubrics import Rubric
+    from pytest_gepa.rubric.judge import Rubric
     from pytest_gepa.target import GepaTarget
 
 CALL_FAILED_KEY = pytest.StashKey[bool]()
@@ -176,7 +176,7 @@ def gepa_examples(request: pytest.FixtureRequest) -> Callable[..., ExampleSet]:
 @pytest.fixture
 def gepa_rubric(request: pytest.FixtureRequest) -> Callable[..., Rubric]:
     """Load a rubric file (relative to the test file); its judge is gepa_judge_lm unless the file names one."""
-    from pytest_gepa.rubrics import load_rubric
+    from pytest_gepa.rubric.judge import load_rubric
 
     def load(path: str | Path) -> Rubric:
         try:
