@@ -29,7 +29,7 @@ world.prime_litellm()
 # (and re-parsed by pytest's assertion rewriter) inside every in-process run, where a parse racing
 # another thread's meets CPython 3.11's "AST constructor recursion depth mismatch" bug.
 import pytest_gepa.report_files  # noqa: E402
-import pytest_gepa.rubrics  # noqa: E402
+import pytest_gepa.rubric.judge  # noqa: E402
 import pytest_gepa.build.handle  # noqa: E402, F401
 
 # Cached answers would make LM call counts depend on test order; the world is fast enough uncached.

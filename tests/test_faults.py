@@ -34,7 +34,7 @@ RUBRIC_TEST = '''
 from pathlib import Path
 
 import dspy
-from pytest_gepa.rubrics import load_rubric
+from pytest_gepa.rubric import load_rubric
 
 class Triage(dspy.Signature):
     """Classify the support ticket into one of: billing, claims, technical, account, shipping."""
@@ -108,7 +108,7 @@ def project(pytester: pytest.Pytester, scripted_server: world.ScriptedServer) ->
 @pytest.fixture
 def rubric_project(project: TriageProject) -> TriageProject:
     """The triage target scored by a judge rubric (the judge LM over HTTP too)."""
-    pytest.importorskip("pytest_gepa.rubrics")
+    pytest.importorskip("pytest_gepa.rubric.judge")
     if not hasattr(world, "JudgeSkill"):
         pytest.skip("the scripted world has no judge yet")
     project.write_test(source=RUBRIC_TEST)

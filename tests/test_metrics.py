@@ -11,9 +11,8 @@ import world
 from world import World
 from world.triage import expected_category
 
-from pytest_gepa.metrics import call_metric
-from pytest_gepa.metrics import all_of, exact_match, metric_fingerprint, read_metric_result
-from pytest_gepa.rubrics import load_rubric
+from pytest_gepa.metrics import all_of, call_metric, exact_match, metric_fingerprint, read_metric_result
+from pytest_gepa.rubric import load_rubric
 
 DENT = "The parcel arrived today but the laptop lid has a big dent in it."
 

@@ -1,4 +1,4 @@
-"""The scripted judge: answers pytest-gepa's rubric judge (``pytest_gepa.rubrics.JudgeSignature``).
+"""The scripted judge: answers pytest-gepa's rubric judge (``pytest_gepa.rubric.judge.JudgeSignature``).
 
 It reads each criterion the way a literal-minded grader would:
 
