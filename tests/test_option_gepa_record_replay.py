@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import world
 import pytest
+import world
 from conftest import SECRET_HEADER, SECRET_KEY, TriageProject
 
 # Appended to a project's conftest: at the very end of the run, whether anything imported litellm.
