@@ -61,21 +61,27 @@ class CassetteLM(BaseLM):  # type: ignore[misc,unused-ignore]  # dspy has no typ
             return recorded if recorded is not None else Capabilities()
         return _live_capabilities(self.inner)
 
+    def _supports(self, name: str, recorded: Callable[[Capabilities], bool]) -> bool:
+        # Recording asks the inner LM only the question asked, as the adapter would have.
+        return recorded(self.capabilities()) if self.replay else bool(getattr(self.inner, name, False))
+
     @property
     def supports_function_calling(self) -> bool:
-        return self.capabilities().function_calling
+        return self._supports("supports_function_calling", lambda c: c.function_calling)
 
     @property
     def supports_reasoning(self) -> bool:
-        return self.capabilities().reasoning
+        return self._supports("supports_reasoning", lambda c: c.reasoning)
 
     @property
     def supports_response_schema(self) -> bool:
-        return self.capabilities().response_schema
+        return self._supports("supports_response_schema", lambda c: c.response_schema)
 
     @property
     def supported_params(self) -> set[str]:
-        return set(self.capabilities().params)
+        if self.replay:
+            return set(self.capabilities().params)
+        return {str(p) for p in (getattr(self.inner, "supported_params", None) or ())}
 
     # -- calls ------------------------------------------------------------------------------------
 
@@ -92,7 +98,8 @@ class CassetteLM(BaseLM):  # type: ignore[misc,unused-ignore]  # dspy has no typ
             raise self._miss(cassette, model, request)
         outputs = self._call_inner(prompt, messages, kwargs)
         if cassette is not None:
-            cassette.note_capabilities(self.role, model, _live_capabilities(self.inner))
+            if not cassette.has_capabilities(self.role, model):
+                cassette.note_capabilities(self.role, model, _live_capabilities(self.inner))
             cassette.add(key, self.role, request, list(outputs))
         return outputs
 

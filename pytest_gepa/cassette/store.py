@@ -178,6 +178,10 @@ class Cassette:
         with self._lock:
             self.capabilities.setdefault(key, line)
 
+    def has_capabilities(self, role: str, model: str) -> bool:
+        with self._lock:
+            return capabilities_key(role, model) in self.capabilities
+
     def capabilities_of(self, role: str, model: str) -> Capabilities | None:
         """What ``model`` said it supports when recorded as ``role`` (else as any role), or None."""
         with self._lock:
