@@ -37,7 +37,7 @@ from pytest_gepa.errors import RubricError
 if TYPE_CHECKING:
     import dspy
 
-    from pytest_gepa.datasets import ExampleSet
+    from pytest_gepa.data import ExampleSet
 
 __all__ = [
     "Agreement",
@@ -191,7 +191,7 @@ def load_rubric(path: str | os.PathLike[str], *, judge_lm: Callable[[], Any] | N
 
 
 def _read_yaml(path: Path) -> tuple[Any, Any]:
-    from pytest_gepa.yaml_source import YamlSyntaxError, parse_yaml
+    from pytest_gepa.data.yaml_source import YamlSyntaxError, parse_yaml
 
     try:
         text = path.read_bytes().decode("utf-8-sig")
@@ -737,7 +737,7 @@ class Rubric:
 
     def _labeled_rows(self, labeled: Any, verdict_field: str,
                       inputs: Sequence[str] | None) -> tuple[list[_LabeledRow], str]:
-        from pytest_gepa.datasets import ExampleSet, example_id, load_examples
+        from pytest_gepa.data import ExampleSet, example_id, load_examples
 
         if isinstance(labeled, (str, os.PathLike)):
             input_names = list(inputs) if inputs is not None else list(self.inputs or ())

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_gepa.datasets import ExampleSet, example_id, load_examples, parse_ratios
+from pytest_gepa.data import ExampleSet, example_id, load_examples, parse_ratios
 from pytest_gepa.errors import DataFileError
 
 CATEGORIES = ["billing", "claims", "technical", "account", "shipping"]
@@ -265,15 +265,18 @@ def test_bad_inputs_are_value_errors(tmp_path: Path, inputs: Any, fragment: str)
 # --- ids and fingerprints -----------------------------------------------------------------------
 
 
-def test_example_id_is_the_short_content_hash_of_any_example(tmp_path: Path) -> None:
+def test_example_id_is_the_sets_id_or_a_hash_of_the_inputs_of_any_example(tmp_path: Path) -> None:
     import dspy
 
     loaded = load_examples(write_jsonl(tmp_path / "data.jsonl", make_rows(5)), inputs=["ticket"])
     assert [example_id(example) for example in loaded] == loaded.ids
     assert all(re.fullmatch(r"[0-9a-f]{12}", id_) for id_ in loaded.ids)
-    rebuilt = dspy.Example(category=CATEGORIES[0], ticket=make_rows(1)[0]["ticket"]).with_inputs("category")
-    assert example_id(rebuilt) == loaded.ids[0]  # key order and input names do not matter
-    assert example_id(rebuilt.copy(category="claims")) != loaded.ids[0]
+    ticket = make_rows(1)[0]["ticket"]
+    rebuilt = dspy.Example(category="claims", ticket=ticket).with_inputs("ticket")
+    assert example_id(rebuilt) == loaded.ids[0]  # labels and key order do not matter
+    assert example_id(dspy.Example(ticket=ticket)) == loaded.ids[0]  # no inputs set: all fields
+    assert example_id(rebuilt.with_inputs("category")) != loaded.ids[0]  # the inputs do
+    assert example_id(rebuilt.copy(ticket="another ticket")) != loaded.ids[0]
 
 
 def test_fingerprint_depends_on_inputs_content_and_order(tmp_path: Path) -> None:
@@ -524,16 +527,24 @@ def test_duplicates_in_json_name_both_elements(tmp_path: Path) -> None:
     )
 
 
-def test_same_input_with_different_labels_is_not_a_duplicate(tmp_path: Path) -> None:
+def test_same_inputs_with_different_labels_name_both_lines(tmp_path: Path) -> None:
     rows = [{"ticket": "Refund me", "category": "billing"}, {"ticket": "Refund me", "category": "account"}]
-    assert len(load_examples(write_jsonl(tmp_path / "data.jsonl", rows), inputs=["ticket"])) == 2
+    path = write_jsonl(tmp_path / "data.jsonl", rows)
+    assert load_error(path) == (
+        f"{path}:2: line 1 and line 2 have the same inputs, so both would get the id "
+        f"{load_examples(write_jsonl(tmp_path / 'one.jsonl', rows[:1]), inputs=['ticket']).ids[0]!r}; "
+        "keep one of them, or give each row its own 'id'"
+    )
+    with_ids = [{"id": "r-1", **rows[0]}, {"id": "r-2", **rows[1]}]
+    loaded = load_examples(write_jsonl(tmp_path / "ids.jsonl", with_ids), inputs=["ticket"])
+    assert loaded.ids == ["r-1", "r-2"]
 
 
 # --- import cost --------------------------------------------------------------------------------
 
 
 def test_importing_the_module_does_not_import_dspy() -> None:
-    code = "import sys, pytest_gepa.datasets; print('dspy' in sys.modules)"
+    code = "import sys, pytest_gepa.data; print('dspy' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
