@@ -124,18 +124,18 @@ def load_examples(
             )
         by_content[content] = row
         given = given_id(path, row)
-        example_id = given if given is not None else input_hash_id({name: fields[name] for name in input_names})
-        if example_id in by_id:
-            _raise_id_clash(path, example_id, by_id[example_id], (row, given is not None))
-        by_id[example_id] = (row, given is not None)
-        name = _split_from_column(path, row) or _split_from_hash(example_id, ratios)
+        row_id = given if given is not None else input_hash_id({name: fields[name] for name in input_names})
+        if row_id in by_id:
+            _raise_id_clash(path, row_id, by_id[row_id], (row, given is not None))
+        by_id[row_id] = (row, given is not None)
+        name = _split_from_column(path, row) or _split_from_hash(row_id, ratios)
         # As the base mapping, not **fields: a field named "base" or "self" would clash with __init__.
-        examples.append(IdentifiedExample({**fields, ID_KEY: example_id}).with_inputs(*input_names))
-        ids.append(example_id)
+        examples.append(IdentifiedExample({**fields, ID_KEY: row_id}).with_inputs(*input_names))
+        ids.append(row_id)
         assigned.append(name)
         labels.update((key, None) for key in fields if key not in input_names)
         # The content hash makes a relabel change the fingerprint although it keeps the id and split.
-        canonical.append([example_id, name, content])
+        canonical.append([row_id, name, content])
 
     fingerprint = digest({"scheme": _FINGERPRINT_SCHEME, "inputs": sorted(input_names), "examples": canonical})
     by_split: dict[str, list[dspy.Example]] = {name: [] for name in SPLITS}
