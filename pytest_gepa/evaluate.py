@@ -14,7 +14,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_gepa.datasets import example_id
+from pytest_gepa.data import example_id
 from pytest_gepa.errors import GepaError, describe_error
 from pytest_gepa.gate import confidence_interval, mean
 from pytest_gepa.metrics import Metric, call_metric

@@ -17,7 +17,7 @@ from pytest_gepa.errors import GepaError, redact
 from pytest_gepa.session import SESSION_KEY, GepaSession
 
 if TYPE_CHECKING:
-    from pytest_gepa.datasets import ExampleSet
+    from pytest_gepa.data import ExampleSet
     from pytest_gepa.rubric.judge import Rubric
     from pytest_gepa.target import GepaTarget
 
@@ -161,7 +161,7 @@ def _fail_readably(error: GepaError) -> None:
 @pytest.fixture
 def gepa_examples(request: pytest.FixtureRequest) -> Callable[..., ExampleSet]:
     """Load labeled examples; a relative path is relative to the requesting test file."""
-    from pytest_gepa.datasets import load_examples
+    from pytest_gepa.data import load_examples
 
     def load(path: str | Path, *, inputs: list[str] | tuple[str, ...], split: Any = None) -> ExampleSet:
         try:

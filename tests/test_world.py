@@ -89,10 +89,10 @@ def test_every_convention_is_in_both_halves() -> None:
 
 
 def test_pytest_gepa_hash_split_lets_every_convention_be_learned_and_selected(tmp_path: Path) -> None:
-    """pytest-gepa splits rows by a content hash; the tickets are worded so that every convention
+    """pytest-gepa splits rows by a hash of their id (here: of the ticket); the tickets are worded so that every convention
     has a train row (to learn it from) and a val row (so a candidate stating it wins selection).
     If the hash scheme changes, reword a ticket rather than weaken this."""
-    from pytest_gepa.datasets import load_examples
+    from pytest_gepa.data import load_examples
 
     data = load_examples(write_triage_jsonl(tmp_path / "triage.jsonl"), inputs=["ticket"])
     for name in ("train", "val"):
