@@ -13,7 +13,7 @@ from pytest_gepa.settings import Settings
 
 if TYPE_CHECKING:
     from pytest_gepa.lms import UsageMeter
-    from pytest_gepa.report import TargetReport
+    from pytest_gepa.report.model import TargetReport
 
 
 @dataclass

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gepa import report_files
-from pytest_gepa.report import TargetReport
-from pytest_gepa.report_files import render_html, render_json, render_markdown, write_report
+from pytest_gepa.report import files as report_files
+from pytest_gepa.report.files import render_html, render_json, render_markdown, write_report
+from pytest_gepa.report.model import TargetReport
 
 META = {"mode": "compile", "created": "2025-01-02T03:04:05+00:00", "pytest_gepa": "0.1.0", "dspy": "3.4.0",
         "exitstatus": 1}
@@ -286,13 +286,14 @@ def test_write_report_replaces_the_file_whole_or_not_at_all(tmp_path: Path, repo
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", fail)
-    with pytest.raises(OSError, match="disk full"):
-        write_report(path, reports, meta=META)
+    problem = write_report(path, reports, meta=META)
+    assert problem == (f"--gepa-report: could not write {str(path)!r} (OSError: disk full); the summary above is "
+                       "complete; pass a path in a writable folder to keep the report.")
     assert path.read_text() == "previous run"
     assert os.listdir(tmp_path) == ["gepa.json"]
 
     monkeypatch.undo()
-    write_report(path, reports, meta=META)
+    assert write_report(path, reports, meta=META) is None
     assert json.loads(path.read_text())["schema"] == "pytest-gepa-report/1"
 
 
