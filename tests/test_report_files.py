@@ -555,6 +555,13 @@ def test_html_cuts_long_text_and_keeps_it_whole_on_expand() -> None:
     assert text.count('<details class="cell">') == 1, "short text is shown whole, not behind a click"
 
 
+def test_html_shows_a_recorded_score_of_zero() -> None:
+    report = passed_gate()
+    report.per_example = [{"id": "z", "score": 1.0, "recorded": 0.0}]
+    text = render_html([report], meta=META)
+    assert "<th>recorded</th>" in text and '<td class="num">0.000</td>' in text
+
+
 def test_html_tolerates_rows_with_only_an_id() -> None:
     report = passed_gate()
     report.per_example = [{"id": "bare"}, {"score": 0.5}, {"id": "x", "inputs": "plain text", "output": ["a", 1]}]

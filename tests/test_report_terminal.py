@@ -62,6 +62,12 @@ def test_a_task_lm_that_never_answered_shows_no_call_count() -> None:
     assert "10/0/0" not in row
 
 
+@pytest.mark.parametrize("evidence", [{"scored": 6, "total": 10}, {}], ids=["some scored", "not counted"])
+def test_an_lm_error_that_left_answers_keeps_the_call_count(evidence: dict[str, int]) -> None:
+    lines = summary_lines([gate(status="lm error", lm_calls={"task": 10, "reflection": 0, "judge": 0}, **evidence)])
+    assert column(lines, "LM calls", row_of(lines, "tests/test_qa.py::test_answer")) == "10/0/0"
+
+
 def test_lost_examples_show_as_scored_n_of_total_and_a_few_are_listed() -> None:
     lost = [{"id": f"q-{i}", "error": f"TimeoutError: the task LM did not answer within 30s (call {i})"}
             for i in range(5)]

@@ -125,12 +125,16 @@ def drop_text(report: TargetReport) -> str:
 
 
 def task_lm_never_answered(report: TargetReport) -> bool:
-    """The task LM was called and failed every time: its call count is attempts, not answers."""
+    """The task LM was called and failed every time: its call count is attempts, not answers.
+
+    Decided by ``scored == 0`` (or scored rows, when ``scored`` was not counted); with neither, an
+    LM error may still have left most examples scored, so this never guesses yes.
+    """
     if report.status != "lm error":
         return False
     if report.scored is not None:
         return report.scored == 0
-    return not any(is_number(row.get("score")) for row in report.per_example)
+    return bool(report.per_example) and not any(is_number(row.get("score")) for row in report.per_example)
 
 
 def lost_examples(report: TargetReport) -> list[dict[str, str]]:

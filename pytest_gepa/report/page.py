@@ -175,7 +175,8 @@ def example_views(report: TargetReport) -> dict[str, Any]:
             "output": [(name, text_view(text)) for name, text in fields(row.get("output"))],
             "feedback": text_view(row.get("feedback") or ""), "error": text_view(row.get("error") or ""),
         })
-    has = {key: any(row.get(key) for row in rows) for key in ("inputs", "output", "recorded")}
+    # A column only when some row has it (a recorded score of 0.0 counts).
+    has = {key: any(row.get(key) not in (None, "", {}) for row in rows) for key in ("inputs", "output", "recorded")}
     return {"rows": views, "regressed": kinds.count("regressed"), "errors": kinds.count("error"),
             "below": sum(1 for row in rows if is_number(row.get("score")) and row["score"] < 1), **has}
 
