@@ -78,7 +78,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     import sys
 
     from pytest_gepa import __version__
-    from pytest_gepa.report_files import write_report
+    from pytest_gepa.report.files import write_report
 
     write_report(gepa_session.settings.report, gepa_session.sorted_reports(), meta={
         "mode": gepa_session.settings.mode,
@@ -94,7 +94,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     session = terminalreporter.config.stash.get(SESSION_KEY, None)
     if session is None or not session.reports or hasattr(terminalreporter.config, "workerinput"):
         return
-    from pytest_gepa.report import summary_lines
+    from pytest_gepa.report.terminal import summary_lines
 
     terminalreporter.write_sep("=", "gepa")
     for line in summary_lines(session.sorted_reports()):

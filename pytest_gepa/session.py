@@ -12,7 +12,7 @@ import pytest
 from pytest_gepa.config import Settings
 
 if TYPE_CHECKING:
-    from pytest_gepa.report import TargetReport
+    from pytest_gepa.report.model import TargetReport
     from pytest_gepa.usage import UsageMeter
 
 

@@ -42,7 +42,7 @@ from pytest_gepa.errors import (
 from pytest_gepa.evaluate import UNPARSEABLE_REPLY, Evaluation, evaluate
 from pytest_gepa.gate import GateResult, GateVerdict, assess, error_share_too_high
 from pytest_gepa.metrics import Metric, metric_fingerprint
-from pytest_gepa.report import TargetReport
+from pytest_gepa.report.model import TargetReport
 from pytest_gepa.session import GepaSession
 from pytest_gepa.usage import ROLES, RoleCounter, cost_usd
 

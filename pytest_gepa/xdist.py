@@ -36,7 +36,7 @@ class ControllerReports:
         self.config = config
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        from pytest_gepa.report import TargetReport
+        from pytest_gepa.report.model import TargetReport
 
         reports = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY, [])
         session = self.config.stash[SESSION_KEY]
