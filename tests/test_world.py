@@ -520,3 +520,51 @@ def test_the_http_server_honours_the_same_knobs(monkeypatch: pytest.MonkeyPatch)
         process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+# --------------------------------------------------------------------------- blocking
+
+
+def test_a_blocking_world_holds_every_call_after_n_task_calls_until_released(tmp_path: Path) -> None:
+    import threading
+
+    marker = tmp_path / "held"
+    block = world.Block(after=2, marker=marker, seconds=30)
+    w = World(block=block)
+    ticket = TICKETS[0]
+    assert category_of(w.respond("task", triage_messages(ticket))) == "billing"
+    assert w.respond("judge", [{"role": "user", "content": "hi"}])  # other roles do not use up the task calls
+    assert category_of(w.respond("task", triage_messages(ticket))) == "billing"
+    assert not marker.exists()
+    errors: list[BaseException] = []
+
+    def third_call() -> None:
+        try:
+            w.respond("task", triage_messages(ticket))
+        except BaseException as error:  # the thread reports whatever it got
+            errors.append(error)
+
+    thread = threading.Thread(target=third_call)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert marker.exists() and thread.is_alive() and block.held == 1  # written while the call is held
+    block.release()
+    thread.join(timeout=10)
+    assert [type(e) for e in errors] == [world.Blocked]
+    with pytest.raises(world.Blocked):  # and nothing answers from now on, of any role
+        w.respond("reflection", [{"role": "user", "content": "hi"}])
+
+
+def test_a_held_call_over_http_is_a_dropped_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEPA_TEST_BLOCK_AFTER", "1")
+    monkeypatch.setenv("GEPA_TEST_BLOCK_MARKER", str(tmp_path / "held"))
+    monkeypatch.setenv("GEPA_TEST_BLOCK_SECONDS", "0")  # let held calls go at once
+    with ScriptedServer() as server:
+        assert server.world.block == world.Block(after=1, marker=tmp_path / "held", seconds=0.0)
+        ask = http_asker(server.base_url)
+        assert category_of(ask(triage_messages(TICKETS[0]))) == "billing"
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            ask(triage_messages(TICKETS[0]))
+    assert (tmp_path / "held").exists()

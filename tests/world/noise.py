@@ -137,8 +137,8 @@ class Block:
     seconds: float = 120.0
     task_calls: int = 0
     held: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _released: threading.Event = field(default_factory=threading.Event, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _released: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Block | None:
