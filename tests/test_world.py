@@ -568,3 +568,19 @@ def test_a_held_call_over_http_is_a_dropped_connection(tmp_path: Path, monkeypat
         with pytest.raises((urllib.error.URLError, ConnectionError)):
             ask(triage_messages(TICKETS[0]))
     assert (tmp_path / "held").exists()
+
+
+def test_a_project_compiled_on_the_clean_world_fails_its_gate_on_a_regressed_one(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import TriageProject
+
+    monkeypatch.delenv("GEPA_TEST_NOISE", raising=False)
+    project = TriageProject(pytester)
+    project.compile().assert_outcomes(passed=1)
+    project.run().assert_outcomes(passed=1)
+    # The conftest's scripted LMs are built inside the run, so they read the knob from the environment.
+    # Every input but the borderline quarter answered wrong: a regression no verdict can call noise.
+    monkeypatch.setenv("GEPA_TEST_NOISE", "regress=1")
+    result = project.run()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["GateFailure: gepa gate failed for test_triage.py::test_triage_prompt*"])
