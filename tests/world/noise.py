@@ -124,7 +124,7 @@ class NoiseState:
             return asked
 
 
-class Blocked(lm15.TransportError):
+class Blocked(lm15.TransportError):  # type: ignore[misc, unused-ignore]  # dspy untyped under --strict
     """A call the blocking world held and then let go: it never got an answer."""
 
 
