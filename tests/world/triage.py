@@ -21,7 +21,7 @@ from typing import Any
 
 import dspy
 
-from .engine import Prompt, Skill
+from .engine import Prompt, Skill, Truth
 
 CATEGORIES: tuple[str, ...] = ("billing", "claims", "technical", "account", "shipping")
 INSTRUCTION = "Classify the support ticket into one of: billing, claims, technical, account, shipping."
@@ -212,6 +212,14 @@ def keyword_category(ticket: str) -> str | None:
     return best if hits[best] else None
 
 
+def true_category(ticket: str) -> str:
+    """The category a ticket really has (its label in the data): its convention's, else its keywords'."""
+    convention = find_convention(ticket)
+    if convention is not None:
+        return convention.category
+    return keyword_category(ticket) or "technical"
+
+
 def classify(ticket: str, instruction: str) -> tuple[str, str]:
     """The scripted student's (category, reasoning) for ``ticket`` under ``instruction``."""
     convention = find_convention(ticket)
@@ -316,6 +324,9 @@ class TriageStudent(Skill):
     def answer(self, prompt: Prompt) -> dict[str, Any]:
         category, reasoning = classify(prompt.inputs["ticket"], prompt.instruction)
         return {"reasoning": reasoning, "category": category}
+
+    def truth(self, prompt: Prompt) -> Truth:
+        return Truth("category", true_category(prompt.inputs["ticket"]), CATEGORIES)
 
 
 _EXPECTED_RE = re.compile(r"expected\W{0,3}(\w+)", re.IGNORECASE)
