@@ -10,6 +10,7 @@ gate decides what each means; none of them is ever a low score.
 from __future__ import annotations
 
 import contextvars
+import statistics
 import traceback
 import warnings
 from collections.abc import Sequence
@@ -45,6 +46,7 @@ class ExampleResult:
     inputs: dict[str, Any] = field(default_factory=dict)
     output: dict[str, Any] = field(default_factory=dict)
     samples: int = 1
+    variance: float | None = None  # call-to-call variance of one draw, known with samples >= 2
 
     @property
     def crashed(self) -> bool:
@@ -82,6 +84,12 @@ class Evaluation:
     @property
     def feedback(self) -> dict[str, str]:
         return {r.id: r.feedback for r in self.scored}
+
+    @property
+    def variances(self) -> dict[str, float] | None:
+        """Each scored example's call-to-call variance, when it was sampled more than once."""
+        found = {r.id: r.variance for r in self.scored if r.variance is not None}
+        return found or None
 
     @property
     def too_many_lm_errors(self) -> bool:
@@ -172,8 +180,9 @@ def evaluate_one(program: Any, example: Any, metric: Metric, lm: Any, samples: i
         return failed
     scores = [d.score for d in draws if d.score is not None]
     last = draws[-1]
+    variance = statistics.variance(scores) if len(scores) > 1 else None
     return ExampleResult(last.id, mean(scores), last.feedback, inputs=last.inputs, output=last.output,
-                         samples=len(scores))
+                         samples=len(scores), variance=variance)
 
 
 def _rollout(lm: Any, k: int) -> Any:

@@ -20,7 +20,7 @@ def build_lm(model: str, *, retries: int) -> Any:
     # Without this litellm downloads its price map at import; offline that costs seconds.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if is_local_model(model):
-        from pytest_gepa.local_model import local_lm
+        from pytest_gepa.local_model.lm import local_lm
 
         return local_lm(model, retries=retries)
     import dspy

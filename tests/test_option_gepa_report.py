@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 
 import pytest
 from conftest import TriageProject
@@ -54,3 +55,18 @@ def test_markdown_and_html_reports_name_the_failed_target(two_compiled: TriagePr
     text = (two_compiled.root / f"report{suffix}").read_text()
     assert "test_strict" in text and "failed" in text
     assert "is under min_score 0.990" in text
+
+
+def test_a_report_that_cannot_be_written_keeps_the_summary_and_the_exit_status(two_compiled: TriageProject) -> None:
+    # Writable when the run starts (so no usage error), gone by its end: a file takes the folder's place.
+    two_compiled.pytester.makeconftest(two_compiled.root.joinpath("conftest.py").read_text() + textwrap.dedent("""
+        import pathlib
+
+        def pytest_sessionfinish(session):
+            pathlib.Path("out").write_text("a file where the report's folder should be")
+    """))
+    result = two_compiled.run("--gepa-report", "out/report.html")
+    result.assert_outcomes(passed=2)
+    assert result.ret == 0
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(["*= gepa =*", "*test_easy*gate*passed*", "*test_strict*gate*passed*"])

@@ -32,39 +32,71 @@ def _popen_compile(project: TriageProject, base_url: str) -> subprocess.Popen[st
     )
 
 
-def _wait_for(process: subprocess.Popen[str], needle: str, timeout: float = 60.0) -> str:
-    seen = []
+class Output:
+    """A subprocess's output, read in a thread as it comes, so the pipe never fills and a failure can show it."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        self._stdout = process.stdout
+        self._lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in self._stdout:
+            self._lines.append(line)
+
+    def text(self) -> str:
+        return "".join(self._lines)
+
+    def close(self) -> None:
+        self._thread.join(timeout=10)
+        self._stdout.close()
+
+
+def _wait_for_marker(marker: Path, process: subprocess.Popen[str], output: Output, timeout: float = 120.0) -> None:
+    """Until the world has written ``marker`` (a call is held: the compile can go no further)."""
     deadline = time.monotonic() + timeout
-    assert process.stdout is not None
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return "".join(seen)
-    raise AssertionError(f"never saw {needle!r} in:\n{''.join(seen)}")
+    while not marker.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"the compile exited with {process.returncode} before the world held a call "
+                                 f"(marker {str(marker)!r} never written); its output:\n{output.text()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the world held no call within {timeout:g}s (marker {str(marker)!r} never "
+                                 f"written); the compile's output so far:\n{output.text()}")
+        time.sleep(0.05)
+
+
+# The first subprocess compile reaches GEPA's first "best val" after 26 task calls, and a full
+# compile makes well over a hundred: call 31 is certain to come, inside the optimizer, long before
+# the teardown that would write the artifact.
+TASK_CALLS_BEFORE_THE_BLOCK = 30
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
 def test_an_interrupted_compile_leaves_the_artifact_byte_identical(triage_project: TriageProject,
-                                                                   sig: signal.Signals) -> None:
+                                                                   sig: signal.Signals, tmp_path: Path) -> None:
     triage_project.compile().assert_outcomes(passed=1)
     before = triage_project.artifact.read_bytes()
     triage_project.pytester.makeconftest(HTTP_LMS)
-    with world.ScriptedServer(latency=0.01) as server:
+    marker = tmp_path / "held"
+    block = world.Block(after=TASK_CALLS_BEFORE_THE_BLOCK, marker=marker)
+    with world.ScriptedServer(world.World(block=block)) as server:
         process = _popen_compile(triage_project, server.base_url)
+        output = Output(process)
         try:
-            _wait_for(process, "best val")  # the optimizer is running
+            # Signalled while certainly mid-compile: the world holds a call, so the run cannot finish first.
+            _wait_for_marker(marker, process, output)
             os.kill(process.pid, sig)
+            block.release()  # held calls now fail, so a run that handles the signal can wind down
             process.wait(timeout=60)
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-            assert process.stdout is not None
-            process.stdout.close()
-    assert process.returncode != 0
+            output.close()
+    assert block.task_calls == TASK_CALLS_BEFORE_THE_BLOCK and block.held >= 1
+    assert process.returncode != 0, output.text()
     assert triage_project.artifact.read_bytes() == before
     leftovers = [p.name for p in triage_project.artifact.parent.iterdir() if p.name != "test_triage_prompt.json"]
     assert leftovers == []

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_gepa import report_files
-from pytest_gepa.report import TargetReport
-from pytest_gepa.report_files import render_html, render_json, render_markdown, write_report
+from pytest_gepa import _io
+from pytest_gepa.report import files as report_files
+from pytest_gepa.report.files import render_html, render_json, render_markdown, write_report
+from pytest_gepa.report.model import TargetReport
 
 META = {"mode": "compile", "created": "2025-01-02T03:04:05+00:00", "pytest_gepa": "0.1.0", "dspy": "3.4.0",
         "exitstatus": 1}
@@ -33,6 +34,10 @@ PREVIOUS = "Classify the ticket.\nAnswer with one word."
 CANDIDATE = "Classify the support ticket.\nAnswer with one word.\nRefund questions are billing."
 BASELINE = "Classify the ticket."
 FIRST = "Classify the support ticket into one category.\nRefunds are billing."
+CHARGED_TWICE = "I was charged twice for order 4411, please refund one of the payments"
+# Longer than a cell shows: the HTML cuts it and keeps the whole text one click away.
+LONG_FEEDBACK = ("partial | missing the order number; " + "the customer quoted it in the second paragraph, " * 4
+                 + "so the answer should have named it: END-OF-FEEDBACK")
 
 
 def passed_gate() -> TargetReport:
@@ -54,10 +59,17 @@ def failed_gate() -> TargetReport:
         ci=(0.3, 0.8), min_score=0.8, max_drop=0.03, recorded=0.95,
         lm_calls={"task": 10, "reflection": 0, "judge": 10}, tokens={"task": 2000, "reflection": 0, "judge": 900},
         cost_usd=0.002, message=FAILED_MESSAGE,
-        per_example=[
-            {"id": "t-3", "score": 0.0, "feedback": "expected billing, got <script>alert(1)</script>", "error": None},
-            {"id": "t-7", "score": 0.5, "feedback": "partial | missing the order number", "error": None},
-            {"id": "t-9", "score": None, "feedback": "", "error": "TimeoutError: the task LM did not answer"},
+        per_example=[  # in devset order; reports put regressions first, then errors
+            {"id": "t-1", "score": 1.0, "recorded": 1.0, "feedback": "exact", "error": None,
+             "inputs": {"ticket": "Where is my parcel?"}, "output": {"category": "shipping"}},
+            {"id": "t-7", "score": 0.5, "recorded": 1.0, "feedback": LONG_FEEDBACK, "error": None,
+             "inputs": {"ticket": "My claim | the order number is 991"}, "output": {"category": "claims"}},
+            {"id": "t-9", "score": None, "recorded": 1.0, "feedback": "", "error": "TimeoutError: the task LM did not answer",
+             "inputs": {"ticket": "Reset my password"}},
+            {"id": "t-3", "score": 0.0, "recorded": 1.0, "feedback": "expected billing, got <script>alert(1)</script>",
+             "error": None, "inputs": {"ticket": CHARGED_TWICE}, "output": {"category": "<script>alert(1)</script>"}},
+            {"id": "t-5", "score": 1.0, "recorded": 0.0, "feedback": "exact", "error": None,
+             "inputs": {"ticket": "The app crashes on start"}, "output": {"category": "technical"}},
         ],
         instructions={"predict": PREVIOUS},
     )
@@ -139,7 +151,8 @@ def test_every_json_field_is_in_the_module_docstring(reports: list[TargetReport]
     emitted = set(document) | set(document["meta"]) | set(document["totals"]) | set(document["targets"][0])
     assert emitted - documented == set(), "fields written but not documented"
     assert documented - emitted == set(), "fields documented but not written"
-    assert set(document["targets"][0]["per_example"][0]) == {"id", "score", "feedback", "error"}
+    assert set(document["targets"][1]["per_example"][0]) == {"id", "score", "recorded", "feedback", "error",
+                                                             "inputs", "output"}
 
 
 # -- Markdown --------------------------------------------------------------------------------
@@ -286,13 +299,14 @@ def test_write_report_replaces_the_file_whole_or_not_at_all(tmp_path: Path, repo
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", fail)
-    with pytest.raises(OSError, match="disk full"):
-        write_report(path, reports, meta=META)
+    problem = write_report(path, reports, meta=META)
+    assert problem == (f"--gepa-report: could not write {str(path)!r} (OSError: disk full); the summary above is "
+                       "complete; pass a path in a writable folder to keep the report.")
     assert path.read_text() == "previous run"
     assert os.listdir(tmp_path) == ["gepa.json"]
 
     monkeypatch.undo()
-    write_report(path, reports, meta=META)
+    assert write_report(path, reports, meta=META) is None
     assert json.loads(path.read_text())["schema"] == "pytest-gepa-report/1"
 
 
@@ -393,3 +407,222 @@ def test_html_labels_predictors_that_appear_or_disappear_and_the_run_end() -> No
     assert '<del class="line removed">Extract the order id.</del>' in text
     # The best score holds until the run ended at 240 metric calls: the step reaches the right edge.
     assert re.search(r'<path class="step" d="[^"]* H616\.0"/>', text)
+
+
+# -- the statistical verdict and the examples, in every format ------------------------------------
+
+
+def inconclusive_gate() -> TargetReport:
+    """A gate whose paired drop is over max_drop but not significant, two examples lost, three samples each;
+    the lead's gate flow fills its trajectory and instructions from the artifact."""
+    return TargetReport(
+        nodeid="tests/test_qa.py::test_close", name="test_close", mode="gate",
+        artifact="tests/gepa_artifacts/test_qa/test_close.json", status="inconclusive", score=0.78,
+        ci=(0.66, 0.88), min_score=0.7, max_drop=0.02, recorded=0.81, samples=3, drop=0.03, drop_ci=(-0.01, 0.07),
+        resolution=0.05, scored=58, total=60, model="openai/gpt-4o-mini", replayed=174,
+        lm_errors=[{"id": "c-58", "error": "TimeoutError: no answer in 30s"},
+                   {"id": "c-59", "error": "RateLimitError: 429 slow down"}],
+        warnings=["max_drop 0.02 is finer than this devset's resolution 0.05 at 95%: add examples"],
+        per_example=[{"id": "c-1", "score": 0.67, "recorded": 1.0, "feedback": "2 of 3 samples right",
+                      "inputs": {"question": "How do I reset my password?"},
+                      "output": {"answer": "Use the reset link | on the login page"}}],
+        instructions={"predict": "Answer the support question.\nName the page to use."},
+        trajectory=[(10, 0.5), (40, 0.81)],
+    )
+
+
+def facts(text: str) -> dict[str, str]:
+    return dict(re.findall(r"<dt>([^<]*)</dt><dd>(.*?)</dd>", text))
+
+
+def test_json_carries_the_verdict_and_it_counts_as_passed() -> None:
+    report = inconclusive_gate()
+    document = json.loads(render_json([report, failed_gate()], meta=META))
+    target = document["targets"][0]
+    assert (target["status"], target["drop"], target["drop_ci"], target["resolution"]) == (
+        "inconclusive", 0.03, [-0.01, 0.07], 0.05)
+    assert (target["samples"], target["scored"], target["total"], target["replayed"]) == (3, 58, 60, 174)
+    assert TargetReport.from_dict(target) == report
+    assert document["totals"]["passed"] == 1 and document["totals"]["failed"] == 1
+
+
+def test_markdown_gives_each_target_its_verdict_in_words() -> None:
+    text = render_markdown([inconclusive_gate(), passed_gate()], meta=META)
+    verdicts = text[text.index("### Verdicts"):]
+    assert ("- `tests/test_qa.py::test_close`: status inconclusive; model openai/gpt-4o-mini; score 0.780 "
+            "(95% CI 0.660 to 0.880); scored 58 of 60; samples 3 per example; paired drop +0.030 (95% CI -0.010 "
+            "to +0.070); resolution 0.050 (smallest drop this devset can detect); replayed 174 LM calls from the "
+            "cassette") in verdicts
+    assert "  - max\\_drop 0.02 is finer than this devset's resolution 0.05 at 95%: add examples" in verdicts
+    assert "  - not scored: `c-59` RateLimitError: 429 slow down" in verdicts
+    row = next(line for line in text.splitlines() if line.startswith("| `tests/test_qa.py::test_close`"))
+    assert _cells(row)[2:4] == ["0.780 (0.66-0.88), scored 58 of 60", ">=0.70 drop +0.030 \\[-0.010, +0.070\\] <=0.02"]
+    assert _cells(row)[6] == "replayed 174"
+    assert _cells(row)[-1] == "inconclusive"  # it passed: not bold
+    assert "- Inconclusive: tests/test\\_qa.py::test\\_close missed a threshold" in text
+
+
+def test_markdown_job_summary_shows_the_regressed_examples() -> None:
+    text = render_markdown([failed_gate(), passed_gate()], meta=META)
+    section = text[text.index("### Regressed examples"):text.index("### Regressions")]
+    lines = section.splitlines()
+    assert "`tests/test_triage.py::test_triage[a|b]`: 2 example(s) scored below their recording" in lines
+    head = lines.index("| id | recorded → now | inputs | output | feedback |")
+    rows = [_cells(line) for line in lines[head + 2:] if line.startswith("|")]
+    assert [row[0] for row in rows] == ["`t-3`", "`t-7`"], "largest fall first; errors and improvements left out"
+    assert rows[0][1:] == ["1.00 → 0.00", f"ticket: {CHARGED_TWICE}", "category: \\<script>alert(1)\\</script>",
+                           "expected billing, got \\<script>alert(1)\\</script>"]
+    assert rows[1][2] == "ticket: My claim \\| the order number is 991"
+    assert rows[1][4].endswith("...") and len(rows[1][4]) < 100, "long feedback is cut in a job summary"
+    assert all(len(row) == 5 for row in rows), "an unescaped | split a cell"
+    assert "test_answer" not in section
+
+
+def test_html_shows_the_verdict_facts() -> None:
+    text = render_html([inconclusive_gate()], meta=META)
+    shown = facts(text)
+    assert shown["status"] == "inconclusive"
+    assert shown["scored"] == "58 of 60"
+    assert shown["samples"] == "3 per example"
+    assert shown["paired drop"] == "+0.030 (95% CI -0.010 to +0.070)"
+    assert shown["resolution"] == "0.050 (smallest drop this devset can detect)"
+    assert shown["replayed"] == "174 LM calls from the cassette"
+    assert '<span class="status inconclusive">inconclusive</span>' in text
+    assert "<li>max_drop 0.02 is finer than this devset&#39;s resolution 0.05 at 95%: add examples</li>" in text
+    lost = text[text.index("<h3>Not scored</h3>"):text.index("<h3>Instructions</h3>")]
+    assert "<code>c-58</code>" in lost and "RateLimitError: 429 slow down" in lost
+
+
+def test_html_a_gate_shows_the_artifacts_trajectory_and_instruction_as_compiled() -> None:
+    text = render_html([inconclusive_gate()], meta=META)
+    page = parse(text)
+    assert page.count("svg") == 1 and page.count("circle", "point") == 2
+    assert "The artifact&#39;s compile run" in text
+    assert "instruction as compiled into the artifact" in text
+    assert ('<div class="diff"><span class="line same">Answer the support question.</span>'
+            '<span class="line same">Name the page to use.</span></div>') in text
+
+
+class ExampleRows(HTMLParser):
+    """The rows of the examples table: each row's class and its cells' text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[tuple[str, list[str]]] = []
+        self.inside = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.inside = dict(attrs).get("class") == "examples"
+        elif self.inside and tag == "tr" and dict(attrs).get("class"):
+            self.rows.append((dict(attrs)["class"] or "", []))
+        elif self.inside and tag == "td" and self.rows:
+            self.rows[-1][1].append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self.inside = False
+
+    def handle_data(self, data: str) -> None:
+        if self.inside and self.rows and self.rows[-1][1]:
+            self.rows[-1][1][-1] += data
+
+
+def test_html_examples_show_inputs_output_and_feedback_regressions_first() -> None:
+    text = render_html([failed_gate()], meta=META)
+    table = ExampleRows()
+    table.feed(text)
+    assert [(kind, cells[0]) for kind, cells in table.rows] == [
+        ("regressed", "t-3"), ("regressed", "t-7"), ("error", "t-9"), ("ok", "t-1"), ("ok", "t-5")]
+    header = re.search(r'<table class="examples"><thead><tr>(.*?)</tr>', text)
+    assert header is not None
+    assert re.findall(r"<th>([^<]*)</th>", header.group(1)) == [
+        "id", "score", "recorded", "inputs", "output", "feedback", "error"]
+    first = table.rows[0][1]
+    assert first[1].startswith("0.000") and first[2] == "1.000"
+    assert first[3] == f"ticket{CHARGED_TWICE}"  # the field name, then its value
+    assert first[4] == "category<script>alert(1)</script>"  # as text: escaped in the page
+    assert "2 regressed, 1 with errors" in text
+
+
+def test_html_cuts_long_text_and_keeps_it_whole_on_expand() -> None:
+    text = render_html([failed_gate()], meta=META)
+    cut = re.search(r'<details class="cell"><summary>([^<]*)</summary><div class="full">([^<]*)</div></details>', text)
+    assert cut is not None, "the long feedback is not behind <details>"
+    summary, full = cut.groups()
+    assert summary.endswith("...") and len(summary) <= 160
+    assert full == LONG_FEEDBACK.replace("&", "&amp;") and full.endswith("END-OF-FEEDBACK")
+    assert text.count('<details class="cell">') == 1, "short text is shown whole, not behind a click"
+
+
+def test_html_shows_a_recorded_score_of_zero() -> None:
+    report = passed_gate()
+    report.per_example = [{"id": "z", "score": 1.0, "recorded": 0.0}]
+    text = render_html([report], meta=META)
+    assert "<th>recorded</th>" in text and '<td class="num">0.000</td>' in text
+
+
+def test_html_tolerates_rows_with_only_an_id() -> None:
+    report = passed_gate()
+    report.per_example = [{"id": "bare"}, {"score": 0.5}, {"id": "x", "inputs": "plain text", "output": ["a", 1]}]
+    text = render_html([report], meta=META)
+    table = ExampleRows()
+    table.feed(text)
+    assert [cells[0] for _, cells in table.rows] == ["bare", "", "x"]
+    assert table.rows[2][1][2] == "plain text" and table.rows[2][1][3] == '["a", 1]'
+
+
+# -- a report that cannot be written ---------------------------------------------------------------
+
+
+def test_write_report_into_a_file_not_a_folder_says_so_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "out").write_text("a file where a folder should be")
+    path = tmp_path / "out" / "gepa.html"
+    problem = write_report(path, [passed_gate()], meta=META)
+    assert problem is not None and "\n" not in problem
+    assert problem.startswith(f"--gepa-report: could not write {str(path)!r} (FileExistsError: ")
+    assert problem.endswith("pass a path in a writable folder to keep the report.")
+
+
+def test_write_report_under_a_held_lock_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def held(path: Path, text: str) -> None:
+        raise _io.LockTimeout(f"{path}: another process has held its lock for 60s")
+
+    monkeypatch.setattr(_io, "atomic_write", held)
+    problem = write_report(tmp_path / "gepa.md", [passed_gate()], meta=META)
+    assert problem is not None and "LockTimeout" in problem and "held its lock" in problem
+
+
+def test_the_template_ships_as_package_data() -> None:
+    import tomllib
+
+    from pytest_gepa.report import page as report_page
+
+    package = Path(report_page.__file__).parent
+    shipped = tomllib.loads((package.parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = shipped["package-data"]["pytest_gepa.report"]
+    templates = sorted(path.relative_to(package) for path in (package / "templates").iterdir())
+    assert templates, "no templates found"
+    assert all(any(path.match(pattern) for pattern in patterns) for path in templates), (templates, patterns)
+    assert "jinja2>=3.1,<4" in tomllib.loads((package.parents[1] / "pyproject.toml").read_text())["project"][
+        "dependencies"]
+
+
+# -- a screenshot ----------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("browser")
+def test_html_screenshot_is_not_blank_and_the_dom_holds_the_examples(tmp_path: Path) -> None:
+    page = tmp_path / "examples.html"
+    assert write_report(page, [failed_gate(), inconclusive_gate()], meta=META) is None
+    dom, console, screenshot = open_in_chromium(page, tmp_path)
+    assert console == []
+    assert (tmp_path / "examples.png").is_file()
+    width, height, colours = png_size_and_colours(screenshot)
+    assert (width, height) == (1200, 1800)
+    assert colours > 20, "the screenshot is (nearly) blank"
+    table = ExampleRows()
+    table.feed(dom)
+    assert [cells[0] for _, cells in table.rows] == ["t-3", "t-7", "t-9", "t-1", "t-5", "c-1"]
+    assert CHARGED_TWICE in dom and "How do I reset my password?" in dom
+    assert '<details class="cell"><summary>' in dom

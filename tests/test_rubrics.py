@@ -19,7 +19,7 @@ from world import CONVENTIONS, INSTRUCTION, JudgeSkill, Prompt, Skill, Triage, W
 from world.triage import expected_category
 
 from pytest_gepa import lms
-from pytest_gepa.datasets import load_examples
+from pytest_gepa.data import load_examples
 from pytest_gepa.errors import RubricError
 from pytest_gepa.evaluate import evaluate
 from pytest_gepa.metrics import call_metric, metric_fingerprint

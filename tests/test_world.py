@@ -35,6 +35,7 @@ from world.triage import (
     propose_instruction,
     triage_examples,
     triage_rows,
+    true_category,
     write_triage_jsonl,
 )
 
@@ -89,10 +90,10 @@ def test_every_convention_is_in_both_halves() -> None:
 
 
 def test_pytest_gepa_hash_split_lets_every_convention_be_learned_and_selected(tmp_path: Path) -> None:
-    """pytest-gepa splits rows by a content hash; the tickets are worded so that every convention
+    """pytest-gepa splits rows by a hash of their id (here: of the ticket); the tickets are worded so that every convention
     has a train row (to learn it from) and a val row (so a candidate stating it wins selection).
     If the hash scheme changes, reword a ticket rather than weaken this."""
-    from pytest_gepa.datasets import load_examples
+    from pytest_gepa.data import load_examples
 
     data = load_examples(write_triage_jsonl(tmp_path / "triage.jsonl"), inputs=["ticket"])
     for name in ("train", "val"):
@@ -381,3 +382,205 @@ def test_server_entry_point_serves_until_terminated() -> None:
         assert process.wait(timeout=10) == 0
         if process.stdout is not None:
             process.stdout.close()
+
+
+# --------------------------------------------------------------------------- noise
+
+
+TICKETS = [row["ticket"] for row in triage_rows()]
+NOISY = {"noise": 0.5, "borderline": 0.25, "seed": 7}
+
+
+def triage_messages(ticket: str) -> list[dict[str, Any]]:
+    return dspy.ChatAdapter().format(Triage, demos=[], inputs={"ticket": ticket})
+
+
+def category_of(reply: str) -> str:
+    return str(dspy.ChatAdapter().parse(Triage, reply)["category"])
+
+
+def ask_all(ask: Any, repeats: int = 6) -> dict[str, list[str]]:
+    """Each ticket asked ``repeats`` times in a row: ticket -> its answers, in call order."""
+    return {ticket: [category_of(ask(triage_messages(ticket))) for _ in range(repeats)] for ticket in TICKETS}
+
+
+def world_asker(w: World) -> Any:
+    return lambda messages: w.respond("task", messages)
+
+
+def borderline_tickets(noise: world.Noise) -> set[str]:
+    return {t for t in TICKETS if noise.is_borderline(json.dumps({"ticket": t}))}
+
+
+def test_noise_zero_is_the_deterministic_world(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GEPA_TEST_NOISE", raising=False)
+    expected = {t: [classify(t, INSTRUCTION)[0]] * 3 for t in TICKETS}
+    assert ask_all(world_asker(World()), repeats=3) == expected
+    assert ask_all(world_asker(World(noise=0.0, seed=3)), repeats=3) == expected
+    assert not World().noise.active
+
+
+def test_the_same_seed_gives_the_same_answers_and_another_seed_others() -> None:
+    first = ask_all(world_asker(World(**NOISY)))
+    assert first == ask_all(world_asker(World(**NOISY)))
+    assert first != ask_all(world_asker(World(**{**NOISY, "seed": 8})))
+
+
+def test_a_borderline_input_varies_from_call_to_call_and_the_others_never_do() -> None:
+    noisy = World(**NOISY)
+    answers = ask_all(world_asker(noisy), repeats=8)
+    borderline = borderline_tickets(noisy.noise)
+    # A stable hash picks them: about a quarter of the 40, and the same ones whatever the seed.
+    assert 5 <= len(borderline) <= 15 and borderline == borderline_tickets(World(**{**NOISY, "seed": 99}).noise)
+    for ticket, said in answers.items():
+        plain = classify(ticket, INSTRUCTION)[0]
+        if ticket in borderline:
+            assert len(set(said)) > 1, (ticket, said)  # 8 calls at noise 0.5: all alike is 1 in 128
+            wrong = [a for a in said if a != plain]
+            assert all(a in CATEGORIES and a != true_category(ticket) for a in wrong), said
+        else:
+            assert said == [plain] * 8, (ticket, said)
+
+
+def test_noisy_answers_do_not_depend_on_how_threads_interleave() -> None:
+    """dspy evaluates in threads: the nth answer an input gets is the same whichever thread asks first."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    sequential = ask_all(world_asker(World(**NOISY)), repeats=4)
+    threaded = World(**NOISY)
+    # Each ticket's four calls in order in one job; the jobs of all tickets interleave freely.
+    jobs = list(TICKETS)
+    random.Random(1).shuffle(jobs)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = dict(zip(jobs, pool.map(
+            lambda t: [category_of(threaded.respond("task", triage_messages(t))) for _ in range(4)], jobs),
+            strict=True))
+    assert results == sequential
+
+
+def test_regress_plants_a_fixed_share_of_wrong_answers_on_non_borderline_inputs() -> None:
+    clean = ask_all(world_asker(World()), repeats=2)
+    regressed_world = World(regress=0.25)
+    regressed = ask_all(world_asker(regressed_world), repeats=2)
+    changed = {t for t in TICKETS if regressed[t] != clean[t]}
+    assert 4 <= len(changed) <= 16
+    # Wrong on every call, and never a borderline input (noise is 0 here, so those stay clean too).
+    assert all(regressed[t][0] == regressed[t][1] != true_category(t) for t in changed)
+    assert not changed & borderline_tickets(regressed_world.noise)
+    assert ask_all(world_asker(World(regress=0.25)), repeats=2) == regressed
+
+
+def test_the_judge_and_the_reflector_are_never_noisy() -> None:
+    shaky = World(noise=1.0, borderline=1.0, regress=1.0, seed=1)
+    with dspy.context(lm=world.scripted_lm("reflection", shaky)):
+        new = InstructionProposer()({"p": INSTRUCTION}, {"p": FAILING[:1]}, ["p"])["p"]
+    assert new == f"{INSTRUCTION}\n{RULES['damage-on-arrival']}"
+    judge = dspy.Signature("criteria: str, reference: str, response: str -> verdicts: list[dict]")
+    messages = dspy.ChatAdapter().format(judge, demos=[], inputs={
+        "criteria": json.dumps([{"name": "correct", "description": "The category is right."}]),
+        "reference": json.dumps({"category": "claims"}), "response": json.dumps({"category": "claims"})})
+    assert [shaky.respond("judge", messages) for _ in range(5)] == [World().respond("judge", messages)] * 5
+    assert '"score": 1.0' in World().respond("judge", messages)
+
+
+def test_noise_is_read_from_the_environment_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEPA_TEST_NOISE", "noise=0.5, borderline=0.25, seed=7")
+    assert World().noise == world.Noise(**NOISY)
+    assert ask_all(world_asker(World())) == ask_all(world_asker(World(**NOISY)))
+    monkeypatch.setenv("GEPA_TEST_NOISE", "noise=0.5,temperature=1")
+    with pytest.raises(ValueError, match=r"GEPA_TEST_NOISE: expected key=value with a key among noise, borderline, "
+                                         r"regress, seed, got 'temperature=1'"):
+        World()
+    with pytest.raises(ValueError, match=r"noise must be within \[0, 1\], got 1.5"):
+        World(noise=1.5)
+
+
+def http_asker(base_url: str) -> Any:
+    def ask(messages: list[dict[str, Any]]) -> str:
+        status, reply = post(f"{base_url}/chat/completions", {"model": "task", "messages": messages})
+        assert status == 200, reply
+        return str(reply["choices"][0]["message"]["content"])
+
+    return ask
+
+
+def test_the_http_server_honours_the_same_knobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = ask_all(world_asker(World(**NOISY)), repeats=3)
+    with ScriptedServer(World(**NOISY)) as server:
+        assert ask_all(http_asker(server.base_url), repeats=3) == expected
+    # The standalone server (what a conftest or a subprocess starts) reads GEPA_TEST_NOISE.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "GEPA_TEST_NOISE": "noise=0.5,seed=7"}
+    process = subprocess.Popen([sys.executable, "-m", "world.server"], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        assert ask_all(http_asker(process.stdout.readline().strip()), repeats=3) == expected
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+# --------------------------------------------------------------------------- blocking
+
+
+def test_a_blocking_world_holds_every_call_after_n_task_calls_until_released(tmp_path: Path) -> None:
+    import threading
+
+    marker = tmp_path / "held"
+    block = world.Block(after=2, marker=marker, seconds=30)
+    w = World(block=block)
+    ticket = TICKETS[0]
+    assert category_of(w.respond("task", triage_messages(ticket))) == "billing"
+    assert w.respond("judge", [{"role": "user", "content": "hi"}])  # other roles do not use up the task calls
+    assert category_of(w.respond("task", triage_messages(ticket))) == "billing"
+    assert not marker.exists()
+    errors: list[BaseException] = []
+
+    def third_call() -> None:
+        try:
+            w.respond("task", triage_messages(ticket))
+        except BaseException as error:  # the thread reports whatever it got
+            errors.append(error)
+
+    thread = threading.Thread(target=third_call)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert marker.exists() and thread.is_alive() and block.held == 1  # written while the call is held
+    block.release()
+    thread.join(timeout=10)
+    assert [type(e) for e in errors] == [world.Blocked]
+    with pytest.raises(world.Blocked):  # and nothing answers from now on, of any role
+        w.respond("reflection", [{"role": "user", "content": "hi"}])
+
+
+def test_a_held_call_over_http_is_a_dropped_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEPA_TEST_BLOCK_AFTER", "1")
+    monkeypatch.setenv("GEPA_TEST_BLOCK_MARKER", str(tmp_path / "held"))
+    monkeypatch.setenv("GEPA_TEST_BLOCK_SECONDS", "0")  # let held calls go at once
+    with ScriptedServer() as server:
+        assert server.world.block == world.Block(after=1, marker=tmp_path / "held", seconds=0.0)
+        ask = http_asker(server.base_url)
+        assert category_of(ask(triage_messages(TICKETS[0]))) == "billing"
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            ask(triage_messages(TICKETS[0]))
+    assert (tmp_path / "held").exists()
+
+
+def test_a_project_compiled_on_the_clean_world_fails_its_gate_on_a_regressed_one(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import TriageProject
+
+    monkeypatch.delenv("GEPA_TEST_NOISE", raising=False)
+    project = TriageProject(pytester)
+    project.compile().assert_outcomes(passed=1)
+    project.run().assert_outcomes(passed=1)
+    # The conftest's scripted LMs are built inside the run, so they read the knob from the environment.
+    # Every input but the borderline quarter answered wrong: a regression no verdict can call noise.
+    monkeypatch.setenv("GEPA_TEST_NOISE", "regress=1")
+    result = project.run()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["GateFailure: gepa gate failed for test_triage.py::test_triage_prompt*"])

@@ -40,8 +40,7 @@ from pytest_gepa.evaluate import MAX_LM_ERROR_SHARE, UNPARSEABLE_REPLY, Evaluati
 from pytest_gepa.metrics import Metric, metric_fingerprint
 from pytest_gepa.optimize import NothingToReflectOn, OptimizationRun, run_optimizer
 from pytest_gepa.usage import ROLES, RoleCounter
-from pytest_gepa.verdict.statistics import resolution
-from pytest_gepa.verdict.thresholds import decide, resolution_note
+from pytest_gepa.verdict.thresholds import decide, devset_resolution
 
 # An LM failing this often (after dspy's own retries) stops a compile early.
 MIN_FAILURES_TO_STOP = 3
@@ -184,19 +183,20 @@ def gate_candidate(ctx: BuildContext, target: Target, program: Any, devset: Sequ
     baseline = score(ctx, target, target.baseline_program, devset, metric, samples=thresholds.samples,
                      what="the unoptimized program")
     verdict = decide(evaluation.per_example, min_score=thresholds.min_score, max_drop=None, recorded=None,
-                     confidence=thresholds.confidence, samples=thresholds.samples, feedback=evaluation.feedback)
+                     confidence=thresholds.confidence, samples=thresholds.samples, feedback=evaluation.feedback,
+                     per_example_variances=evaluation.variances)
     record_evaluation(target, evaluation, None)
     record_verdict(target, verdict)
-    scores = list(evaluation.per_example.values())
-    target.report.resolution = resolution(scores, samples=thresholds.samples, confidence=thresholds.confidence)
+    variances = evaluation.variances
+    target.report.resolution, note = devset_resolution(
+        list(evaluation.per_example.values()), thresholds.max_drop, samples=thresholds.samples,
+        confidence=thresholds.confidence, per_example_variances=list(variances.values()) if variances else None)
     target.devset_scores = DevsetScores(
         baseline=baseline.score, optimized=evaluation.score, ci=verdict.interval, n=len(evaluation.scored),
         per_example=evaluation.per_example, samples=thresholds.samples, confidence=thresholds.confidence,
         resolution=target.report.resolution,
     )
     candidate = build_artifact(ctx, target, program)
-    note = resolution_note(thresholds.max_drop, target.report.resolution, n=len(evaluation.scored),
-                           samples=thresholds.samples)
     if note:
         target.warn(f"{ctx.nodeid} [{target.name}]: {note}", caller)
     conclude(ctx, target, verdict, caller, what="compile")

@@ -103,12 +103,13 @@ def gate_artifact(ctx: BuildContext, target: Target, program: Any, devset: Seque
     record_evaluation(target, evaluation, recorded)
     verdict = decide(evaluation.per_example, min_score=thresholds.min_score, max_drop=thresholds.max_drop,
                      recorded=recorded, confidence=thresholds.confidence, samples=thresholds.samples,
-                     feedback=evaluation.feedback)
+                     feedback=evaluation.feedback, per_example_variances=evaluation.variances)
     record_verdict(target, verdict)
     note = resolution_note(thresholds.max_drop, target.report.resolution, n=len(evaluation.scored),
                            samples=thresholds.samples) if recorded else None
     if note:
-        target.warn(f"{ctx.nodeid} [{target.name}]: {note}", caller)
+        # Warned about when compiling; on every gate it is shown in the summary and reports only.
+        target.report.warnings.append(note)
     conclude(ctx, target, verdict, caller, what="gate")
     if verdict.status == "failed":
         raise GateFailure(f"gepa gate failed for {ctx.nodeid} [{target.name}]:\n{verdict.explain()}")

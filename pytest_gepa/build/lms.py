@@ -23,12 +23,21 @@ class TargetLMs:
     def __init__(self, *, get_lm: Callable[[str], Any], meter: UsageMeter, cassette: Cassette | None,
                  replay: bool, nodeid: str) -> None:
         self._get_lm = get_lm
-        self._meter = meter
+        self.meter = meter
         self._cassette = cassette
         self._replay = replay
         self._nodeid = nodeid
         self._wrapped: dict[str, Any] = {}
+        self._seen: dict[tuple[int, str], Any] = {}
         self.models: dict[str, str] = {}
+
+    def raw(self, role: str) -> Any:
+        """The role's LM as the fixture gives it (a rubric chooses between it and its own model)."""
+        return self._get_lm(role)
+
+    def wrap_judge(self, lm: Any) -> Any:
+        """``gepa_wrap_lm``: the one callable a rubric wraps its chosen judge with, for this target."""
+        return self.wrap(lm, "judge")
 
     def lm(self, role: str) -> Any:
         """The role's LM, metered; with a cassette, answered from or recorded into it."""
@@ -37,14 +46,18 @@ class TargetLMs:
         return self._wrapped[role]
 
     def wrap(self, lm: Any, role: str) -> Any:
-        """Any LM this target uses (a rubric's own judge too): metered, and through the cassette."""
-        lm = self._meter.attach(lm, role)
-        self.models.setdefault(role, str(getattr(lm, "model", "")))
-        if self._cassette is None:
-            return lm
-        from pytest_gepa.cassette import wrap
+        """Any LM this target uses (a rubric's own judge too): metered, and through the cassette.
+        The same LM always comes back as the same wrapped object (rubrics cache verdicts per LM)."""
+        from pytest_gepa.cassette import unwrap, wrap
 
-        return wrap(lm, role=role, cassette=self._cassette, replay=self._replay, target=self._nodeid)
+        lm = unwrap(lm)  # a fixture's LM seen through the test's cassette: this target's cassette instead
+        key = (id(lm), role)
+        if key not in self._seen:
+            metered = self.meter.attach(lm, role)
+            self.models.setdefault(role, str(getattr(metered, "model", "")))
+            self._seen[key] = metered if self._cassette is None else wrap(
+                metered, role=role, cassette=self._cassette, replay=self._replay, target=self._nodeid)
+        return self._seen[key]
 
     def model(self, role: str) -> str | None:
         model = getattr(self.lm(role), "model", None)

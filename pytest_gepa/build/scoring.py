@@ -63,11 +63,11 @@ def dspy_context(target: Target) -> Any:
     rubric file names."""
     import dspy
 
-    session_meter = target.lms._meter
-    overrides: dict[str, Any] = {"usage_tracker": session_meter}
+    overrides: dict[str, Any] = {"usage_tracker": target.lms.meter}
     if getattr(target.metric, "uses_judge", False):
-        overrides["gepa_judge_lm"] = target.lms.lm("judge")
-        overrides["gepa_wrap_lm"] = lambda lm: target.lms.wrap(lm, "judge")
+        # The raw judge: the rubric wraps whichever LM it chooses, once.
+        overrides["gepa_judge_lm"] = target.lms.raw("judge")
+        overrides["gepa_wrap_lm"] = target.lms.wrap_judge
     return dspy.context(**overrides)
 
 

@@ -18,7 +18,7 @@ from pytest_gepa.rubric.material import fields_of, input_keys
 from pytest_gepa.rubric.spec import looks_numeric
 
 if TYPE_CHECKING:
-    from pytest_gepa.datasets import ExampleSet
+    from pytest_gepa.data import ExampleSet
 
 __all__ = [
     "Agreement",
@@ -105,7 +105,7 @@ def labeled_rows(labeled: ExampleSet | str | os.PathLike[str] | Iterable[Any], *
     A path is loaded as an examples file, whose input fields are ``inputs``, else the rubric's
     ``declared_inputs``; ids are the ExampleSet's, else each Example's, else ``#<index>``.
     """
-    from pytest_gepa.datasets import ExampleSet, example_id, load_examples
+    from pytest_gepa.data import ExampleSet, example_id, load_examples
 
     if isinstance(labeled, (str, os.PathLike)):
         input_names = list(inputs) if inputs is not None else list(declared_inputs or ())

@@ -42,7 +42,7 @@ from pytest_gepa.rubric.verdict import Judgement, Verdict, conclude, read_reply,
 if TYPE_CHECKING:
     import dspy
 
-    from pytest_gepa.datasets import ExampleSet
+    from pytest_gepa.data import ExampleSet
 
 __all__ = [
     "JUDGE_INSTRUCTIONS",

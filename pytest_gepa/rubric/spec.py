@@ -108,7 +108,7 @@ def read_rubric_spec(path: str | os.PathLike[str]) -> RubricSpec:
 
 
 def _read_yaml(path: Path) -> tuple[Any, Any]:
-    from pytest_gepa.yaml_source import YamlSyntaxError, parse_yaml
+    from pytest_gepa.data.yaml_source import YamlSyntaxError, parse_yaml
 
     try:
         text = path.read_bytes().decode("utf-8-sig")

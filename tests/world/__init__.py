@@ -2,6 +2,8 @@
 
 ``scripted_lm("task")`` is a real ``dspy.LM`` answering in process; ``ScriptedServer`` serves
 the same :class:`World` as an OpenAI-compatible endpoint on 127.0.0.1 for the litellm path.
+``World(noise=0.2, borderline=0.25, seed=7)`` answers like a model sampled at temperature > 0, and
+``World(block=Block(after=N, marker=path))`` stops a run dead at a known point (see ``noise.py``).
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from .engine import (
     Prompt,
     ScriptedEngine,
     Skill,
+    Truth,
     World,
     parse_prompt,
     render,
     scripted_lm,
 )
 from .judge import JudgeSkill
+from .noise import Block, Blocked, Noise
 from .triage import (
     CATEGORIES,
     CONVENTIONS,
@@ -58,10 +62,13 @@ __all__ = [
     "CONVENTIONS",
     "INSTRUCTION",
     "AsyncScriptedEngine",
+    "Block",
+    "Blocked",
     "ChatRequest",
     "Convention",
     "HTTPReply",
     "JudgeSkill",
+    "Noise",
     "OutputField",
     "Prompt",
     "ScriptedEngine",
@@ -70,6 +77,7 @@ __all__ = [
     "Triage",
     "TriageReflector",
     "TriageStudent",
+    "Truth",
     "World",
     "parse_prompt",
     "prime_litellm",

@@ -27,6 +27,8 @@ import dspy
 from dspy.clients.engines.base import validate_request
 from dspy.lm15 import Message, Request, Response, TextPart, Usage, response_to_events
 
+from .noise import Block, Noise, NoiseState
+
 if TYPE_CHECKING:
     # The stream event union is only exported from lm15's vendored types module.
     from dspy._vendor.lm15.types import StreamEvent
@@ -159,13 +161,23 @@ def render(prompt: Prompt, values: Mapping[str, Any]) -> str:
     return "\n\n".join([*parts, "[[ ## completed ## ]]"])
 
 
+@dataclass(frozen=True)
+class Truth:
+    """The right answer to a prompt, as far as the world knows it: what a noisy model gets wrong."""
+
+    field: str  # the output field that carries it, e.g. "category"
+    value: str
+    options: tuple[str, ...]  # every answer the field can take; the wrong ones are the others
+
+
 class Skill:
     """One thing the world knows how to answer.
 
     Subclasses set ``roles`` (the model names that have this skill; empty means every role)
     and implement ``matches`` and ``answer``. ``answer`` returns values by output field name;
     fields it leaves out get placeholders and extra keys are ignored, so one skill serves
-    ``Predict`` (no ``reasoning``) and ``ChainOfThought`` alike.
+    ``Predict`` (no ``reasoning``) and ``ChainOfThought`` alike. A skill whose answers noise may
+    spoil also implements ``truth``.
     """
 
     roles: tuple[str, ...] = ()
@@ -176,6 +188,10 @@ class Skill:
     def answer(self, prompt: Prompt) -> Mapping[str, Any]:
         raise NotImplementedError
 
+    def truth(self, prompt: Prompt) -> Truth | None:
+        """The right answer, for the noise mode; None (the default) keeps this skill noise-free."""
+        return None
+
 
 class World:
     """Deterministic answers for every role: same role and messages, same reply.
@@ -183,9 +199,23 @@ class World:
     Skills are role-gated: the task model does not know how to reflect, so passing the task
     LM as GEPA's reflection LM yields placeholder instructions, as a weak model would.
     ``calls`` counts replies per role (all serving paths share it).
+
+    ``noise``, ``borderline``, ``regress`` and ``seed`` switch on the noise mode, ``block`` the
+    blocking world (see :mod:`world.noise`). Given none of the noise knobs, the world reads
+    ``GEPA_TEST_NOISE``; without ``block``, ``GEPA_TEST_BLOCK_AFTER``. Unset, the world is exactly
+    the deterministic one.
     """
 
-    def __init__(self, skills: Sequence[Skill] | None = None) -> None:
+    def __init__(
+        self,
+        skills: Sequence[Skill] | None = None,
+        *,
+        noise: float | Noise | None = None,
+        borderline: float | None = None,
+        regress: float | None = None,
+        seed: int | None = None,
+        block: Block | None = None,
+    ) -> None:
         if skills is None:
             from .judge import JudgeSkill  # these modules import this one
             from .triage import TriageReflector, TriageStudent
@@ -194,6 +224,14 @@ class World:
         self.skills: list[Skill] = list(skills)
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
+        if isinstance(noise, Noise):
+            self.noise = noise
+        else:
+            knobs = {"noise": noise, "borderline": borderline, "regress": regress, "seed": seed}
+            given = {name: value for name, value in knobs.items() if value is not None}
+            self.noise = Noise(**given) if given else Noise.from_env()  # type: ignore[arg-type]
+        self._noise_state = NoiseState(self.noise)
+        self.block = block if block is not None else Block.from_env()
 
     def add_skill(self, skill: Skill) -> None:
         self.skills.append(skill)
@@ -208,8 +246,27 @@ class World:
         prompt = parse_prompt(role, messages)
         with self._lock:
             self.calls[role] += 1
+        if self.block is not None:
+            self.block.enter(role)  # may hold the call, then raise noise.Blocked
         skill = self.skill_for(prompt)
-        return render(prompt, skill.answer(prompt) if skill is not None else {})
+        if skill is None:
+            return render(prompt, {})
+        values = skill.answer(prompt)
+        if self.noise.active:
+            values = self._noisy(skill, prompt, values)
+        return render(prompt, values)
+
+    def _noisy(self, skill: Skill, prompt: Prompt, values: Mapping[str, Any]) -> Mapping[str, Any]:
+        truth = skill.truth(prompt)
+        given = values.get(truth.field) if truth is not None else None
+        if truth is None or not isinstance(given, str):
+            return values
+        # The inputs, not the instruction, name the case: the same ticket is borderline under
+        # every candidate instruction, and its call number counts across them.
+        key = json.dumps(dict(prompt.inputs), sort_keys=True, ensure_ascii=False)
+        asked = self._noise_state.ask(key)
+        answer = self.noise.answer(key, asked, given=given, truth=truth.value, options=truth.options)
+        return values if answer == given else {**values, truth.field: answer}
 
 
 def word_count(text: str) -> int:

@@ -10,8 +10,8 @@ from typing import Any
 
 import dspy
 
-from .engine import Prompt, Skill, World
-from .triage import INSTRUCTION, classify
+from .engine import Prompt, Skill, Truth, World
+from .triage import CATEGORIES, INSTRUCTION, classify, true_category
 
 
 class Summarize(dspy.Signature):
@@ -60,6 +60,9 @@ class SummaryClassifier(Skill):
     def answer(self, prompt: Prompt) -> dict[str, Any]:
         category, reasoning = classify(prompt.inputs["summary"], prompt.instruction)
         return {"reasoning": reasoning, "category": category}
+
+    def truth(self, prompt: Prompt) -> Truth:
+        return Truth("category", true_category(prompt.inputs["summary"]), CATEGORIES)
 
 
 def pipeline_world() -> World:

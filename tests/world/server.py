@@ -6,7 +6,9 @@ model: ``dspy.LM("openai/task", api_base=server.base_url, api_key="sk-test")``.
 
 Run standalone (from the repository root) with::
 
-    PYTHONPATH=tests python -m world.server --port 8765 [--latency 0.05]
+    PYTHONPATH=tests python -m world.server --port 8765 [--latency 0.05] [--noise "noise=0.2,seed=7"]
+
+The world it serves honours ``GEPA_TEST_NOISE`` and ``GEPA_TEST_BLOCK_AFTER`` (see ``noise.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from .engine import World, word_count
+from .noise import NOISE_ENV, Blocked, Noise
 
 HOST = "127.0.0.1"
 
@@ -178,7 +181,11 @@ class ScriptedServer:
             override = hook(request)
             if override is not None:
                 return override
-        text = self.world.respond(role, messages)
+        try:
+            text = self.world.respond(role, messages)
+        except Blocked:
+            # A call the blocking world held and let go: the client sees its connection close.
+            return HTTPReply(0, None, drop=True)
         return self.completion(request, text)
 
     def completion(self, request: ChatRequest, text: str) -> HTTPReply:
@@ -309,13 +316,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m world.server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds to sleep per chat call")
+    parser.add_argument("--noise", type=Noise.parse, default=None, metavar="SPEC",
+                        help=f'e.g. "noise=0.2,borderline=0.25,seed=7" (default: ${NOISE_ENV}, else none)')
     args = parser.parse_args(argv)
 
     def terminate(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt  # stop cleanly on SIGTERM too
 
     signal.signal(signal.SIGTERM, terminate)
-    server = ScriptedServer(latency=args.latency, port=args.port).start()
+    server = ScriptedServer(World(noise=args.noise), latency=args.latency, port=args.port).start()
     try:
         # Announced inside the try: a launcher may stop us as soon as it has read this line.
         print(server.base_url, flush=True)  # the one line a launcher needs to read

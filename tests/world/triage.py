@@ -21,7 +21,7 @@ from typing import Any
 
 import dspy
 
-from .engine import Prompt, Skill
+from .engine import Prompt, Skill, Truth
 
 CATEGORIES: tuple[str, ...] = ("billing", "claims", "technical", "account", "shipping")
 INSTRUCTION = "Classify the support ticket into one of: billing, claims, technical, account, shipping."
@@ -81,9 +81,9 @@ def _sentences(text: str) -> list[str]:
 
 
 # One convention per category, four tickets each. Some tickets are worded so that pytest-gepa's
-# content-hash split (50/25/25) puts every convention into both train (where GEPA can learn it)
-# and val (where a candidate stating it wins selection); test_world checks this, so rewording a
-# ticket may need another wording to keep it.
+# hash split (50/25/25, by a hash of the ticket, the only input) puts every convention into both
+# train (where GEPA can learn it) and val (where a candidate stating it wins selection);
+# test_world checks this, so rewording a ticket may need another wording to keep it.
 CONVENTIONS: tuple[Convention, ...] = (
     Convention(
         key="damage-on-arrival",
@@ -96,7 +96,7 @@ CONVENTIONS: tuple[Convention, ...] = (
             "The parcel arrived today but the laptop lid has a big dent in it.",
             "My new phone came out of the box with a cracked screen.",
             "Two of the six wine glasses were shattered when the delivery came.",
-            "The washing machine was delivered with a dented door panel. What now?",
+            "The washing machine was delivered with a dented door panel. What happens now?",
         ),
     ),
     Convention(
@@ -110,7 +110,7 @@ CONVENTIONS: tuple[Convention, ...] = (
             "I got a new phone and my authenticator app no longer produces valid codes.",
             "The 2FA text message never arrives when I try to sign in.",
             "Every one-time code I type is rejected as expired, even right after it arrives.",
-            "How do I switch off two-factor? I lost the old device that had it.",
+            "How do I switch off two-factor? I lost the device that had it.",
         ),
     ),
     Convention(
@@ -123,7 +123,7 @@ CONVENTIONS: tuple[Convention, ...] = (
             "Please rotate the API key for our team, I think it leaked in a public commit.",
             "Our webhook endpoint stopped receiving order events yesterday afternoon.",
             "Where can I generate a new API token for the warehouse integration?",
-            "The webhook secret shown in settings does not match the signatures we receive.",
+            "The webhook secret shown in settings does not match the signatures that we receive.",
         ),
     ),
     Convention(
@@ -210,6 +210,14 @@ def keyword_category(ticket: str) -> str | None:
     hits = {category: len(pattern.findall(ticket)) for category, pattern in _KEYWORDS.items()}
     best = max(CATEGORIES, key=lambda category: hits[category])  # ties go to the earlier category
     return best if hits[best] else None
+
+
+def true_category(ticket: str) -> str:
+    """The category a ticket really has (its label in the data): its convention's, else its keywords'."""
+    convention = find_convention(ticket)
+    if convention is not None:
+        return convention.category
+    return keyword_category(ticket) or "technical"
 
 
 def classify(ticket: str, instruction: str) -> tuple[str, str]:
@@ -316,6 +324,9 @@ class TriageStudent(Skill):
     def answer(self, prompt: Prompt) -> dict[str, Any]:
         category, reasoning = classify(prompt.inputs["ticket"], prompt.instruction)
         return {"reasoning": reasoning, "category": category}
+
+    def truth(self, prompt: Prompt) -> Truth:
+        return Truth("category", true_category(prompt.inputs["ticket"]), CATEGORIES)
 
 
 _EXPECTED_RE = re.compile(r"expected\W{0,3}(\w+)", re.IGNORECASE)
