@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
@@ -99,6 +100,14 @@ def test_bootstrap_is_deterministic_for_a_seed_and_ignores_order() -> None:
     low, high = first
     assert low < st.mean(values) < high
     assert st.bootstrap_interval([0.5, 0.5], 0.95) == (0.5, 0.5)
+
+
+def test_a_large_devset_resamples_as_level_counts_with_the_same_interval() -> None:
+    values = [i % 4 / 3 for i in range(400)]  # 4 levels: drawn as binomial counts, not 400 picks
+    rng = random.Random(1)
+    picks = sorted(math.fsum(rng.choices(values, k=400)) / 400 for _ in range(20_000))
+    low, high = st.bootstrap_interval(values, 0.95, resamples=20_000)
+    assert low == pytest.approx(picks[500], abs=0.003) and high == pytest.approx(picks[19_499], abs=0.003)
 
 
 def test_score_interval_is_wilson_for_zero_one_and_bootstrap_for_means() -> None:
