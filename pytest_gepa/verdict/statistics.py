@@ -287,8 +287,11 @@ def _detectable(n: int, sd0: float, alpha: float, power: float) -> float:
         return 1.0
     za, zb = z_quantile(1 - alpha), z_quantile(power)
     drop = 1.0
-    for _ in range(100):  # a contraction: converges in a few dozen steps
-        drop = min(1.0, (za * sd0 + zb * math.sqrt(sd0 * sd0 + drop * (1 - drop))) / math.sqrt(n))
+    for _ in range(200):  # a fixed-point iteration; converges in a few dozen steps
+        step = min(1.0, (za * sd0 + zb * math.sqrt(sd0 * sd0 + drop * (1 - drop))) / math.sqrt(n))
+        if abs(step - drop) < 1e-12:
+            break
+        drop = step
     return max(drop, _exact_floor(alpha) / n)
 
 
