@@ -124,7 +124,8 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Generator[None, Any, Any]:
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any],
+                         request: pytest.FixtureRequest) -> Generator[None, Any, Any]:
     """Under record / replay every ``gepa_*_lm`` LM, a conftest override's too, goes through the
     running test's cassette: replay never opens a connection."""
     result = yield
@@ -135,7 +136,7 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
     from pytest_gepa.cassette import wrap
 
     wrapped = wrap(result, role=role, cassette=gepa_session.current_test_cassette,
-                   replay=gepa_session.settings.replay, target=lambda: gepa_session.test_nodeid or "this test")
+                   replay=gepa_session.settings.replay)
     if fixturedef.cached_result is not None:
         fixturedef.cached_result = (wrapped, *fixturedef.cached_result[1:])
     return wrapped
@@ -260,7 +261,7 @@ def gepa_rubric(request: pytest.FixtureRequest) -> Callable[..., Rubric]:
         from pytest_gepa.cassette import wrap
 
         return wrap(lm, role="judge", cassette=gepa_session.current_test_cassette,
-                    replay=gepa_session.settings.replay, target=lambda: gepa_session.test_nodeid or "this test")
+                    replay=gepa_session.settings.replay)
 
     def load(path: str | Path) -> Rubric:
         return load_rubric(request.path.parent / path, judge_lm=lambda: request.getfixturevalue("gepa_judge_lm"),

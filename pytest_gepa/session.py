@@ -53,7 +53,7 @@ class GepaSession:
             raise GepaError(f"{nodeid!r} and {owner!r} both resolve to the artifact '{path}'; give one of them "
                             "its own name with gepa.compile(..., name='...')")
 
-    def cassette(self, path: Path) -> Cassette | None:
+    def cassette(self, path: Path, nodeid: str | None = None) -> Cassette | None:
         """The one ``Cassette`` object of ``path`` in this run (a test and its target may share it);
         under replay None when there is no such file."""
         from pytest_gepa.cassette import Cassette
@@ -62,11 +62,11 @@ class GepaSession:
         if key not in self.cassettes:
             if self.settings.replay:
                 try:
-                    self.cassettes[key] = Cassette.load(path)
+                    self.cassettes[key] = Cassette.load(path, target=nodeid or "")
                 except FileNotFoundError:
                     return None
             else:
-                self.cassettes[key] = Cassette(path)
+                self.cassettes[key] = Cassette(path, target=nodeid or "")
         return self.cassettes[key]
 
     def open_target_cassette(self, artifact: Path, nodeid: str) -> Cassette | None:
@@ -75,7 +75,7 @@ class GepaSession:
         from pytest_gepa.cassette import cassette_path
 
         path = cassette_path(artifact)
-        cassette = self.cassette(path)
+        cassette = self.cassette(path, nodeid)
         if cassette is None:
             raise GepaError(f"--gepa-replay: no cassette for {nodeid!r} at '{path}'. Record one with "
                             f"`pytest --gepa-record --gepa-compile {nodeid}`.")
@@ -85,7 +85,7 @@ class GepaSession:
         """The running test's own cassette (``<name>.cassette.jsonl``), for the gepa_*_lm fixtures."""
         if self.test_cassette_path is None:
             return None
-        return self.cassette(self.test_cassette_path)
+        return self.cassette(self.test_cassette_path, self.test_nodeid)
 
     def save_cassette(self, path: Path) -> None:
         cassette = self.cassettes.get(path.resolve())
@@ -95,7 +95,6 @@ class GepaSession:
     def unused_files(self) -> list[Path]:
         """Artifacts and cassettes of wholly run test files that no target of this run owns."""
         from pytest_gepa.artifact.store import unused_files
-
         from pytest_gepa.build.target import default_name
 
         owners: dict[tuple[Path, str], set[str]] = {}
@@ -112,7 +111,7 @@ class GepaSession:
 
     def ran_whole(self, test_file: str) -> bool:
         """Every test of ``test_file`` was collected, selected and ran (none skipped or deselected)."""
-        tests = self.collected.get(test_file)
+        tests = self.collected.get(test_file, set())
         return bool(tests) and test_file not in self.partial and tests <= self.ran
 
     def sorted_reports(self) -> list[TargetReport]:

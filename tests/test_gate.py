@@ -41,8 +41,9 @@ def test_regressed_prompt_fails_with_score_ci_threshold_and_examples(compiled: T
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "GateFailure: gepa gate failed for test_triage.py::test_triage_prompt [[]test_triage_prompt[]]:",
-        "score 0.500 (95% CI 0.*) is under min_score 0.850",
-        "score 0.500 (95% CI 0.*) is 0.500 under the score recorded in the artifact (1.000), more than max_drop 0.030",
+        "score 0.500 (95% CI 0.24-0.76) is under min_score 0.850, and so is the interval's upper bound",
+        "score 0.500 is 0.500 under the score recorded in the artifact (1.000) on the 10 examples in both, more than "
+        "max_drop 0.030: paired drop 0.500 (90% CI 0.19 to 0.73; exact McNemar, one-sided p = 0.031 < 0.05, significant)",
         "5 example(s) scored lower than when compiled:",
         "  - *: 1.00 -> 0.00: Predicted category '*' but expected '*'.",
     ])
@@ -54,7 +55,7 @@ def test_gate_result_is_returned_for_own_asserts(compiled: TriageProject) -> Non
     # The DESIGN.md target, asserting on the returned result instead of relying on the gate alone.
     own_asserts = (
         "    result = gepa.gate(program, data.test, metric=metric)\n"
-        "    assert result.passed and result.score == 1.0 and result.ci == (1.0, 1.0)\n"
+        "    assert result.passed and result.score == 1.0 and result.ci[1] == 1.0 and result.status == \"passed\"\n"
         "    assert len(result.per_example) == len(data.test)\n"
         "    assert program(ticket=\"The 2FA code never arrives\").category == \"account\"\n"
     )
@@ -81,8 +82,8 @@ def test_missing_artifact_names_the_path_and_the_command(triage_project: TriageP
     [
         (lambda text: text[: len(text) // 2], "*test_triage_prompt.json: not valid JSON at line *truncated or corrupt*"),
         (lambda text: "[1, 2", "*test_triage_prompt.json: not valid JSON at line 1*"),
-        (lambda text: text.replace('"schema_version": 1', '"schema_version": 99'),
-         "*unknown schema_version 99, this pytest-gepa reads version 1 (written by a newer pytest-gepa; upgrade it)*"),
+        (lambda text: text.replace('"schema_version": 2', '"schema_version": 99'),
+         "*unknown schema_version 99, this pytest-gepa reads version 2 (written by a newer pytest-gepa; upgrade it)*"),
         (lambda text: text.replace('"scores": {', '"scores": {"bogus": 1, '), "*field 'scores.bogus': Extra inputs*"),
         (lambda text: text.replace('"signature": {', '"signature_renamed": {'),
          "*the stored program does not load into this program*edited by hand*"),
@@ -143,22 +144,34 @@ def test_changed_data_warns_and_compares_the_examples_present_in_both(compiled: 
                                  "the labeled examples changed since the artifact was compiled*"])
 
 
-def test_worse_candidate_leaves_the_artifact_byte_identical(compiled: TriageProject) -> None:
+def test_worse_candidate_is_kept_out_and_the_artifact_stays_byte_identical(compiled: TriageProject) -> None:
     before = compiled.artifact.read_bytes()
-    # Stop as soon as validation reaches 0.6: the candidate knows too few conventions to pass.
-    result = compiled.compile("-o", "gepa_stop_at=0.6")
-    result.assert_outcomes(failed=1)
+    # Stop as soon as validation reaches 0.6: the candidate knows too few conventions to beat the current one.
+    result = compiled.compile("-o", "gepa_stop_at=0.6", "-W", "default")
+    result.assert_outcomes(passed=1, warnings=1)
     result.stdout.fnmatch_lines([
-        "GateFailure: gepa compile of test_triage.py::test_triage_prompt [[]test_triage_prompt[]] rejected:",
-        "score 0.* is under min_score 0.850",
-        "*more than max_drop 0.030",
-        "The previous artifact is unchanged; the candidate is saved for review at '*test_triage_prompt.rejected.json'.",
+        "*kept the current artifact: candidate 0.* is under the current artifact 1.000 on the same 10 examples*",
+        "*test_triage_prompt*compile*kept*",
     ])
     assert compiled.artifact.read_bytes() == before
     rejected = json.loads(compiled.artifact.with_name("test_triage_prompt.rejected.json").read_text())
     assert rejected["scores"]["devset"]["optimized"] < 0.85
+    assert rejected["scores"]["current"]["optimized"] == 1.0  # both scores, measured in the same run
     leftovers = [p.name for p in compiled.artifact.parent.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+def test_a_candidate_missing_its_threshold_is_rejected_under_strict(compiled: TriageProject) -> None:
+    before = compiled.artifact.read_bytes()
+    result = compiled.compile("-o", "gepa_stop_at=0.6", "--gepa-strict")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "GateFailure: test_triage.py::test_triage_prompt [[]test_triage_prompt[]]: inconclusive compile: score 0.700 "
+        "(95% CI 0.40-0.89) is under min_score 0.850, but the interval reaches it on 10 examples, so this is not "
+        "decided; about 36 examples would decide it",
+        "--gepa-strict makes an inconclusive verdict fail.",
+    ])
+    assert compiled.artifact.read_bytes() == before
 
 
 def test_unreachable_task_lm_is_an_lm_error_not_a_low_score(compiled: TriageProject) -> None:

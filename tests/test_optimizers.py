@@ -103,7 +103,7 @@ def test_compare_runs_a_second_optimizer_and_shows_both(pipeline: TriageProject,
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([
         "compare test_pipeline.py::test_pipeline [[]test_pipeline[]]: bootstrap 0.500 (*), val *, * LM calls"
-        + ("" if keep_best else " [[]kept[]]") + "  vs  gepa 1.000 (1.00-1.00), val 1.000, * LM calls"
+        + ("" if keep_best else " [[]kept[]]") + "  vs  gepa 1.000 (0.72-1.00), val 1.000, * LM calls"
         + (" [[]kept[]]" if keep_best else ""),
     ])
     artifact = json.loads(pipeline.artifact.read_text())

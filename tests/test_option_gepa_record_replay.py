@@ -53,7 +53,7 @@ def test_record_then_replay_with_the_server_stopped(http_project: TriageProject,
     calls_before = sum(scripted_server.calls.values())
     gate = http_project.run("--gepa-replay")
     gate.assert_outcomes(passed=1)
-    gate.stdout.fnmatch_lines(["*test_triage_prompt*gate*1.000*0/0/0*passed*"])
+    gate.stdout.fnmatch_lines(["*test_triage_prompt*gate*1.000*replayed 10*passed*"])
     # A replayed compile reproduces the same prompt, offline.
     compiled = http_project.compile("--gepa-replay")
     compiled.assert_outcomes(passed=1)

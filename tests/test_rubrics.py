@@ -496,8 +496,6 @@ def test_a_rubric_files_judge_lm_answers_in_compile_gate_and_evaluate_over_the_f
     assert judge_calls() == (after_gate[0] + 1, 0), "evaluate() asked the flag's judge"
 
 
-@pytest.mark.xfail(strict=True, reason="target.py sets gepa_judge_lm but not yet gepa_wrap_lm, so the calls of "
-                                        "a judge the file names are neither metered nor recorded (the lead wires it)")
 def test_a_rubric_files_judge_calls_are_recorded_and_replayed(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -198,7 +198,8 @@ def gate_candidate(ctx: BuildContext, target: Target, program: Any, devset: Sequ
     )
     candidate = build_artifact(ctx, target, program)
     if note:
-        target.warn(f"{ctx.nodeid} [{target.name}]: {note}", caller)
+        # Shown in the summary and every report, beside the thresholds it is about.
+        target.report.warnings.append(note)
     conclude(ctx, target, verdict, caller, what="compile")
     if verdict.status == "failed":
         target.store.write_rejected(candidate)

@@ -144,7 +144,7 @@ class GepaHandle:
         report.cost_usd = target.lms.cost(used) if any(counter.calls for counter in used.values()) else None
         report.model = target.lms.models.get("task")
         if target.cassette is not None and self._ctx.settings.replay:
-            report.replayed = target.cassette.hits
+            report.replayed = target.cassette.replayed
 
 
 @contextmanager

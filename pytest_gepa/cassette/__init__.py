@@ -18,4 +18,11 @@ def wrap(lm: Any, *, role: str, cassette: CassetteSource, replay: bool, target: 
     return cassette_lm.wrap(lm, role=role, cassette=cassette, replay=replay, target=target)
 
 
-__all__ = ["Cassette", "CassetteMissError", "cassette_path", "wrap"]
+def unwrap(lm: Any) -> Any:
+    """The LM behind a cassette wrapper (``lm`` itself when it has none)."""
+    from pytest_gepa.cassette.lm import CassetteLM
+
+    return lm.inner if isinstance(lm, CassetteLM) else lm
+
+
+__all__ = ["Cassette", "CassetteMissError", "cassette_path", "unwrap", "wrap"]

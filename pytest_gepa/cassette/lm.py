@@ -47,7 +47,7 @@ class CassetteLM(BaseLM):  # type: ignore[misc,unused-ignore]  # dspy has no typ
         return self.cassette if isinstance(self.cassette, Cassette) else self.cassette()
 
     def _target_name(self, cassette: Cassette | None) -> str:
-        return self.target or (cassette.target if cassette is not None else "")
+        return self.target or (cassette.target if cassette is not None else "") or "this test"
 
     # -- what the model supports: recorded, so a replay asks nobody -------------------------------
 
