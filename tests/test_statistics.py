@@ -22,10 +22,16 @@ def test_wilson_interval_stays_honest_at_the_edges() -> None:
     assert st.wilson_interval(0, 0, 0.95) == (0.0, 1.0)
 
 
-@pytest.mark.parametrize("confidence", [0.3, 1.0, 95])
+@pytest.mark.parametrize("confidence", [0.0, 1.0, 95])
 def test_a_confidence_outside_its_range_names_the_value(confidence: float) -> None:
-    with pytest.raises(ValueError, match=rf"confidence {confidence!r} must be at least 0.5 and under 1"):
+    with pytest.raises(ValueError, match=rf"confidence {confidence!r} must be at least 0 and under 1"):
         st.wilson_interval(1, 2, confidence)
+
+
+def test_a_one_sided_test_needs_a_confidence_of_at_least_one_half() -> None:
+    with pytest.raises(ValueError, match=r"confidence 0.3 must be at least 0.5 and under 1, for example 0.95"):
+        st.paired_drop([1.0], [0.0], 0.3)
+    assert st.paired_drop([1.0] * 9 + [0.0], [0.5] * 10, 0.6).interval_level == pytest.approx(0.2)
 
 
 @pytest.mark.parametrize(("k", "n", "p", "expected"), [

@@ -44,9 +44,9 @@ def z_quantile(probability: float) -> float:
     return _NORMAL.inv_cdf(probability)
 
 
-def _check_confidence(confidence: float) -> None:
-    if not 0.5 <= confidence < 1:
-        raise ValueError(f"confidence {confidence!r} must be at least 0.5 and under 1, for example 0.95")
+def _check_confidence(confidence: float, *, lowest: float = 0.0) -> None:
+    if not (lowest <= confidence < 1 and confidence > 0):
+        raise ValueError(f"confidence {confidence!r} must be at least {lowest:g} and under 1, for example 0.95")
 
 
 # -- intervals of one score -----------------------------------------------------------------------
@@ -145,8 +145,9 @@ class PairedDrop:
     """How much lower today's scores are than the recorded ones on the same examples.
 
     ``drop`` is mean(recorded - now); ``interval`` its equal-tailed interval at level
-    2*confidence - 1, so that each bound is a one-sided ``confidence`` bound and matches the
-    one-sided test: a drop is ``significant`` when ``p_value`` < 1 - confidence.
+    2*confidence - 1, so that each bound is a one-sided ``confidence`` bound, as the one-sided
+    test is: a drop is ``significant`` when ``p_value`` < 1 - confidence. Interval and test are
+    different methods, so right at the threshold the lower bound may sit on the other side of 0.
     """
 
     drop: float
@@ -175,10 +176,11 @@ def paired_drop(recorded: Sequence[float], now: Sequence[float], confidence: flo
       the share of the 2^k sign assignments of the k non-zero differences whose sum reaches the
       observed one, counted exactly (a sum distribution over a fine grid) and by 10,000 seeded
       random flips only when that distribution grows too large. The interval is the seeded paired
-      bootstrap of the mean difference; it may disagree with the test in the last digit of p.
+      bootstrap of the mean difference.
     On 0/1 data the sign-flip test is exactly McNemar's, so the two branches agree where they meet.
+    A one-sided test below confidence 0.5 would call a rise a drop: ValueError.
     """
-    _check_confidence(confidence)
+    _check_confidence(confidence, lowest=0.5)
     if len(recorded) != len(now):
         raise ValueError(f"paired_drop needs pairs: {len(recorded)} recorded scores but {len(now)} now")
     n = len(now)
