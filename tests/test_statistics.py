@@ -22,10 +22,16 @@ def test_wilson_interval_stays_honest_at_the_edges() -> None:
     assert st.wilson_interval(0, 0, 0.95) == (0.0, 1.0)
 
 
-@pytest.mark.parametrize("confidence", [0.3, 1.0, 95])
+@pytest.mark.parametrize("confidence", [0.0, 1.0, 95])
 def test_a_confidence_outside_its_range_names_the_value(confidence: float) -> None:
-    with pytest.raises(ValueError, match=rf"confidence {confidence!r} must be at least 0.5 and under 1"):
+    with pytest.raises(ValueError, match=rf"confidence {confidence!r} must be at least 0 and under 1"):
         st.wilson_interval(1, 2, confidence)
+
+
+def test_a_one_sided_test_needs_a_confidence_of_at_least_one_half() -> None:
+    with pytest.raises(ValueError, match=r"confidence 0.3 must be at least 0.5 and under 1, for example 0.95"):
+        st.paired_drop([1.0], [0.0], 0.3)
+    assert st.paired_drop([1.0] * 9 + [0.0], [0.5] * 10, 0.6).interval_level == pytest.approx(0.2)
 
 
 @pytest.mark.parametrize(("k", "n", "p", "expected"), [
@@ -129,9 +135,10 @@ def test_resolution_shrinks_with_more_examples_and_more_samples() -> None:
 
 
 def test_resolution_never_claims_less_than_the_exact_test_can_reject() -> None:
-    # Nothing noisy at all: still, 5 examples must fall before 2^-k < 0.05.
-    assert st.resolution([1.0] * 60, samples=3, per_example_variances=[0.0] * 60) == pytest.approx(5 / 60)
-    assert st.resolution([1.0] * 60, confidence=0.99) == pytest.approx(7 / 60)
+    # Nothing noisy at all: still, 5 falls (7 at 0.99) are needed before 2^-k < 1 - confidence.
+    assert st.resolution([1.0] * 60, samples=3, per_example_variances=[0.0] * 60) >= 5 / 60
+    assert st.resolution([1.0] * 60, confidence=0.99) >= 7 / 60
+    assert st.resolution([1.0] * 1000, confidence=0.99) >= 7 / 1000
 
 
 def test_resolution_of_a_zero_one_metric_scored_once_is_conservative() -> None:
@@ -140,7 +147,24 @@ def test_resolution_of_a_zero_one_metric_scored_once_is_conservative() -> None:
     assumed = st.resolution(scores)
     true_noise = st.resolution(scores, per_example_variances=[0.25 * 0.09] * 60)  # a quarter borderline at 10%
     assert assumed > true_noise
-    assert assumed == pytest.approx(0.195, abs=0.005)
+    assert assumed == pytest.approx(0.235, abs=0.005)
+
+
+def test_a_drop_at_the_resolution_is_caught_with_the_promised_power() -> None:
+    # n=60, a quarter borderline (each call wrong with probability 0.2), scored 3 times; the rest
+    # deterministic. Plant the resolution's drop as falls of right examples and run the real test.
+    n, borderline, samples, noise = 60, 15, 3, 0.2
+    variances = [noise * (1 - noise)] * borderline + [0.0] * (n - borderline)
+    scores = [1 - noise] * borderline + [1.0] * (n - borderline)
+    falls = math.ceil(st.resolution(scores, samples=samples, per_example_variances=variances) * n)
+    rng = random.Random(11)
+
+    def draw(broken: int) -> list[float]:
+        noisy = [sum(rng.random() >= noise for _ in range(samples)) / samples for _ in range(borderline)]
+        return noisy + [0.0] * broken + [1.0] * (n - borderline - broken)
+
+    caught = sum(st.paired_drop(draw(0), draw(falls), 0.95).significant for _ in range(200))
+    assert caught / 200 >= 0.8
 
 
 def test_examples_and_samples_needed_invert_resolution() -> None:

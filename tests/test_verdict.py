@@ -52,7 +52,7 @@ def test_a_point_drop_that_is_not_significant_is_inconclusive_and_says_what_woul
     assert verdict.doubts == (
         "score 0.900 is 0.100 under the score recorded in the artifact (1.000) on the 20 examples in both, "
         "more than max_drop 0.050, but not significantly: paired drop 0.100 (90% CI -0.04 to 0.26; exact "
-        "McNemar, one-sided p = 0.25 >= 0.05), so this is not decided; about 50 examples would decide a drop "
+        "McNemar, one-sided p = 0.25 >= 0.05), so this is not decided; about 60 examples would decide a drop "
         "of 0.10, more samples per example alone would not",
     )
     assert verdict.explain().startswith(verdict.doubts[0] + "\n2 example(s) scored lower")
@@ -70,7 +70,7 @@ def test_an_inconclusive_drop_on_noisy_means_names_the_samples_that_would_decide
     doubtful = decide(few, min_score=None, max_drop=0.05, recorded=recorded, samples=3,
                       per_example_variances=variances)
     assert doubtful.status == "inconclusive" and doubtful.common == 12
-    assert doubtful.doubts[0].endswith("about 60 examples would decide a drop of 0.08, more samples per example "
+    assert doubtful.doubts[0].endswith("about 102 examples would decide a drop of 0.08, more samples per example "
                                        "alone would not")
 
 
@@ -169,8 +169,8 @@ def test_resolution_note_warns_only_when_max_drop_is_finer_than_the_devset() -> 
 def test_devset_resolution_computes_the_note_from_the_scores() -> None:
     scores = [1.0] * 48 + [0.0] * 12
     smallest, note = devset_resolution(scores, 0.05)
-    assert smallest == pytest.approx(0.195, abs=0.005)
-    assert note == ("this devset of 60 examples, each scored once, resolves drops of 0.20 or more; max_drop "
-                    "0.05 is finer than that and needs about 831 examples, more samples per example alone "
+    assert smallest == pytest.approx(0.235, abs=0.005)
+    assert note == ("this devset of 60 examples, each scored once, resolves drops of 0.24 or more; max_drop "
+                    "0.05 is finer than that and needs about 913 examples, more samples per example alone "
                     "would not")
     assert devset_resolution(scores, 0.25) == (smallest, None)

@@ -44,9 +44,9 @@ def z_quantile(probability: float) -> float:
     return _NORMAL.inv_cdf(probability)
 
 
-def _check_confidence(confidence: float) -> None:
-    if not 0.5 <= confidence < 1:
-        raise ValueError(f"confidence {confidence!r} must be at least 0.5 and under 1, for example 0.95")
+def _check_confidence(confidence: float, *, lowest: float = 0.0) -> None:
+    if not (lowest <= confidence < 1 and confidence > 0):
+        raise ValueError(f"confidence {confidence!r} must be at least {lowest:g} and under 1, for example 0.95")
 
 
 # -- intervals of one score -----------------------------------------------------------------------
@@ -145,8 +145,9 @@ class PairedDrop:
     """How much lower today's scores are than the recorded ones on the same examples.
 
     ``drop`` is mean(recorded - now); ``interval`` its equal-tailed interval at level
-    2*confidence - 1, so that each bound is a one-sided ``confidence`` bound and matches the
-    one-sided test: a drop is ``significant`` when ``p_value`` < 1 - confidence.
+    2*confidence - 1, so that each bound is a one-sided ``confidence`` bound, as the one-sided
+    test is: a drop is ``significant`` when ``p_value`` < 1 - confidence. Interval and test are
+    different methods, so right at the threshold the lower bound may sit on the other side of 0.
     """
 
     drop: float
@@ -175,10 +176,11 @@ def paired_drop(recorded: Sequence[float], now: Sequence[float], confidence: flo
       the share of the 2^k sign assignments of the k non-zero differences whose sum reaches the
       observed one, counted exactly (a sum distribution over a fine grid) and by 10,000 seeded
       random flips only when that distribution grows too large. The interval is the seeded paired
-      bootstrap of the mean difference; it may disagree with the test in the last digit of p.
+      bootstrap of the mean difference.
     On 0/1 data the sign-flip test is exactly McNemar's, so the two branches agree where they meet.
+    A one-sided test below confidence 0.5 would call a rise a drop: ValueError.
     """
-    _check_confidence(confidence)
+    _check_confidence(confidence, lowest=0.5)
     if len(recorded) != len(now):
         raise ValueError(f"paired_drop needs pairs: {len(recorded)} recorded scores but {len(now)} now")
     n = len(now)
@@ -282,33 +284,42 @@ def noise_sd(per_example_scores: Sequence[float], *, samples: int = 1,
 
 
 def _detectable(n: int, sd0: float, alpha: float, power: float) -> float:
-    """Solve d = (z_(1-alpha) * sd0 + z_power * sqrt(sd0^2 + d(1 - d))) / sqrt(n) for d."""
+    """Solve d * sqrt(n) = z_(1-alpha) * sqrt(sd0^2 + d) + z_power * sqrt(sd0^2 + d - d^2) for d."""
     if n <= 0:
         return 1.0
     za, zb = z_quantile(1 - alpha), z_quantile(power)
     drop = 1.0
     for _ in range(200):  # a fixed-point iteration; converges in a few dozen steps
-        step = min(1.0, (za * sd0 + zb * math.sqrt(sd0 * sd0 + drop * (1 - drop))) / math.sqrt(n))
+        step = min(1.0, _required_shift(drop, sd0, za, zb) / math.sqrt(n))
         if abs(step - drop) < 1e-12:
             break
         drop = step
     return max(drop, _exact_floor(alpha) / n)
 
 
+def _required_shift(drop: float, sd0: float, za: float, zb: float) -> float:
+    # The exact tests condition on the sizes of the differences: their null spread is the second
+    # moment sd0^2 + d (the falls included), the alternative's spread the variance sd0^2 + d - d^2.
+    return za * math.sqrt(sd0 * sd0 + drop) + zb * math.sqrt(max(0.0, sd0 * sd0 + drop - drop * drop))
+
+
 def resolution(per_example_scores: Sequence[float], *, samples: int = 1, confidence: float = 0.95,
                power: float = 0.8, per_example_variances: Sequence[float] | None = None) -> float:
     """The smallest drop the paired test detects at ``confidence`` with probability ``power``.
 
-    Normal approximation of the paired test on n examples with the regression shaped as examples
-    falling from right to wrong (a full-range fall, how a broken prompt usually shows):
+    Normal approximation of the paired test on n examples (Connor's McNemar sample size, widened
+    to noisy differences), the regression shaped as examples falling from right to wrong (a
+    full-range fall, how a broken prompt usually shows); with a = 1 - confidence:
 
-        d = (z_(1-a) * s0 + z_power * s1) / sqrt(n),   s1 = sqrt(s0^2 + d(1 - d)),   a = 1 - confidence
+        d * sqrt(n) = z_(1-a) * sqrt(s0^2 + d) + z_power * sqrt(s0^2 + d - d^2)
 
-    where s0 = ``noise_sd`` is the spread of a paired difference with nothing changed and s1 adds
-    the d(1 - d) variance of the falls. Assumptions: examples independent, scores in [0, 1]; with
-    no observed call-to-call variance (0/1 metric, samples=1) s0 is the conservative stand-in of
-    ``noise_sd``, so the number can only overstate what is needed. The result is never under the
-    exact test's floor: with nothing rising, ceil(log2(1/a)) examples must fall (5 at 0.95).
+    s0 = ``noise_sd`` is the spread of one paired difference when nothing changed. The sign-flip
+    and McNemar tests judge the observed sum against the differences' second moment, s0^2 + d
+    with the falls counted; the sum itself varies by s0^2 + d - d^2. Assumptions: examples
+    independent, scores in [0, 1], falls on examples without call-to-call noise. With no observed
+    call-to-call variance (0/1 metric, samples=1) s0 is ``noise_sd``'s conservative stand-in, so
+    the number can only overstate what is needed. It is never under the exact test's floor: with
+    nothing rising, ceil(log2(1/a)) examples must fall (5 at 0.95).
     """
     _check_confidence(confidence)
     sd0 = noise_sd(per_example_scores, samples=samples, per_example_variances=per_example_variances)
@@ -324,9 +335,8 @@ def examples_needed(drop: float, per_example_scores: Sequence[float], *, samples
         raise ValueError(f"drop {drop!r} must be above 0")
     sd0 = noise_sd(per_example_scores, samples=samples, per_example_variances=per_example_variances)
     alpha = 1 - confidence
-    za, zb = z_quantile(1 - alpha), z_quantile(power)
     fall = min(drop, 1.0)
-    normal = ((za * sd0 + zb * math.sqrt(sd0 * sd0 + fall * (1 - fall))) / fall) ** 2
+    normal = (_required_shift(fall, sd0, z_quantile(1 - alpha), z_quantile(power)) / fall) ** 2
     needed = max(math.ceil(normal), math.ceil(_exact_floor(alpha) / fall - _EPS))
     while needed > 1 and _detectable(needed - 1, sd0, alpha, power) <= drop:
         needed -= 1
