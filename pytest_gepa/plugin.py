@@ -107,7 +107,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     gepa_session = _session(item.config)
     if gepa_session is None or not (gepa_session.settings.record or gepa_session.settings.replay):
         return
-    from pytest_gepa.build.target import artifact_folder, default_name
+    from pytest_gepa.artifact.paths import artifact_folder, default_name
 
     folder = artifact_folder(Path(item.path), item.config.rootpath, gepa_session.settings.artifact_dir)
     gepa_session.test_cassette_path = folder / f"{default_name(item.nodeid)}.cassette.jsonl"

@@ -94,8 +94,8 @@ class GepaSession:
 
     def unused_files(self) -> list[Path]:
         """Artifacts and cassettes of wholly run test files that no target of this run owns."""
+        from pytest_gepa.artifact.paths import default_name
         from pytest_gepa.artifact.store import unused_files
-        from pytest_gepa.build.target import default_name
 
         owners: dict[tuple[Path, str], set[str]] = {}
         for report in self.reports:

@@ -35,7 +35,7 @@ class RoleCounter:
         return RoleCounter(self.calls, self.failures, self.prompt_tokens, self.completion_tokens, self.first_error)
 
 
-class RoleMeter(BaseCallback):
+class RoleMeter(BaseCallback):  # type: ignore[misc,unused-ignore]  # dspy has no types
     """Counts one role's LM calls into a ``UsageMeter``; shared by every copy of the LM."""
 
     def __init__(self, meter: UsageMeter, role: str) -> None:

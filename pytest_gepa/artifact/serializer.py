@@ -29,7 +29,8 @@ def program_state(program: Any) -> dict[str, Any]:
     for predictor_state in _predictor_states(state):
         predictor_state["lm"] = None
     try:
-        return _scrub(json.loads(json.dumps(state)))
+        plain: dict[str, Any] = _scrub(json.loads(json.dumps(state)))
+        return plain
     except (TypeError, ValueError) as exc:
         raise ArtifactError(f"the program's state cannot be stored as JSON: {exc}") from exc
 

@@ -13,12 +13,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from pytest_gepa.artifact import provenance
+from pytest_gepa.artifact.paths import artifact_folder, default_name
 from pytest_gepa.artifact.store import ArtifactStore
 from pytest_gepa.build import compile as compile_flow
 from pytest_gepa.build import gate as gate_flow
 from pytest_gepa.build.lms import TargetLMs
 from pytest_gepa.build.scoring import GateResult, Thresholds
-from pytest_gepa.build.target import BuildContext, Target, artifact_folder, default_name
+from pytest_gepa.build.target import BuildContext, Target
 from pytest_gepa.errors import GepaError, OptimizerError, redact
 from pytest_gepa.metrics import Metric
 from pytest_gepa.report.model import TargetReport
