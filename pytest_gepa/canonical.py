@@ -13,7 +13,10 @@ from typing import Any
 
 
 def plain(value: Any) -> Any:
-    """``value`` as JSON-ready data: mappings, lists and scalars; anything else as its text."""
+    """``value`` as JSON-ready data: mappings, lists and scalars, pydantic models as their JSON form;
+    anything else as its text."""
+    if hasattr(value, "model_dump") and not isinstance(value, type):
+        return value.model_dump(mode="json")
     if isinstance(value, Mapping):
         return {str(key): plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

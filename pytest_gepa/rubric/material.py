@@ -11,9 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
-
-from pytest_gepa.canonical import digest
+from pytest_gepa.canonical import digest, plain
 from pytest_gepa.errors import RubricError
 
 __all__ = ["FieldRoles", "Material", "fields_of", "input_keys", "jsonable"]
@@ -97,14 +95,5 @@ def input_keys(obj: Any, fields: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(k for k in keys if k in fields) if keys else ()
 
 
-def jsonable(value: Any) -> Any:
-    """``value`` as JSON data for the judge's prompt; pydantic outputs as their JSON form."""
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
+# The judge's prompt shows its material as the same JSON data the fingerprints hash.
+jsonable = plain
