@@ -1,0 +1,103 @@
+"""Statistical verdicts against a noisy model (DESIGN.md, "Verdicts"): ``--gepa-samples``, paired
+tests, ``inconclusive`` and ``--gepa-strict``, in real pytest sessions on the seeded noisy world.
+
+The world's noise (``GEPA_TEST_NOISE``): a quarter of the inputs are borderline and answered wrong
+with probability ``noise`` on each call; ``regress`` plants a real regression. Seeds are fixed, so
+every run here is deterministic, and different seeds are different "reruns" of the same gate.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import TriageProject, write_split_triage_data
+
+NOISY = "noise=0.2,borderline=0.25,seed={seed}"
+REGRESSED = "noise=0.2,borderline=0.25,regress=0.3,seed={seed}"
+RERUNS = range(1, 6)
+
+
+@pytest.fixture
+def noisy_project(triage_project: TriageProject, monkeypatch: pytest.MonkeyPatch) -> TriageProject:
+    """40 devset examples, compiled with 3 samples each on the noisy world (seed 0)."""
+    write_split_triage_data(triage_project.data, n=160)
+    triage_project.write_test(min_score=0.7, max_drop=0.1)
+    monkeypatch.setenv("GEPA_TEST_NOISE", NOISY.format(seed=0))
+    triage_project.compile("--gepa-samples", "3", "-W", "ignore::pytest_gepa.errors.GepaWarning").assert_outcomes(
+        passed=1)
+    return triage_project
+
+
+def gate(project: TriageProject, monkeypatch: pytest.MonkeyPatch, noise: str, *args: str) -> str:
+    monkeypatch.setenv("GEPA_TEST_NOISE", noise)
+    result = project.run("--gepa-samples", "3", "-W", "ignore::pytest_gepa.errors.GepaWarning", *args)
+    outcomes = result.parseoutcomes()
+    return "failed" if outcomes.get("failed") else "passed"
+
+
+def test_the_artifact_records_per_example_means_samples_and_resolution(noisy_project: TriageProject) -> None:
+    devset = json.loads(noisy_project.artifact.read_text())["scores"]["devset"]
+    assert devset["samples"] == 3 and devset["n"] == 40
+    # Means of three draws: a borderline example answered wrong once scores 2/3.
+    assert set(devset["per_example"].values()) <= {0.0, 1 / 3, 2 / 3, 1.0}
+    assert 0 < devset["resolution"] < 0.5
+
+
+def test_an_unchanged_artifact_passes_every_noisy_rerun(noisy_project: TriageProject,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    verdicts = [gate(noisy_project, monkeypatch, NOISY.format(seed=seed)) for seed in RERUNS]
+    assert verdicts == ["passed"] * len(RERUNS)
+
+
+def test_a_planted_regression_fails_every_noisy_rerun(noisy_project: TriageProject,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    verdicts = [gate(noisy_project, monkeypatch, REGRESSED.format(seed=seed)) for seed in RERUNS]
+    assert verdicts == ["failed"] * len(RERUNS)
+
+
+def test_a_regression_failure_shows_the_paired_drop_with_its_interval(noisy_project: TriageProject,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEPA_TEST_NOISE", REGRESSED.format(seed=1))
+    result = noisy_project.run("--gepa-samples", "3", "-W", "ignore::pytest_gepa.errors.GepaWarning")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "GateFailure: gepa gate failed for test_triage.py::test_triage_prompt *",
+        "*under the score recorded in the artifact (*) on the 40 examples in both, more than max_drop 0.100: "
+        "paired drop 0.* (90% CI 0.* to 0.*; *, significant)",
+        "*example(s) scored lower than when compiled:",
+    ])
+
+
+def test_samples_bypass_the_cache_and_make_fresh_calls(noisy_project: TriageProject,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEPA_TEST_NOISE", NOISY.format(seed=1))
+    once = noisy_project.run("--gepa-samples", "1", "-W", "ignore::pytest_gepa.errors.GepaWarning")
+    thrice = noisy_project.run("--gepa-samples", "3", "-W", "ignore::pytest_gepa.errors.GepaWarning")
+    once.stdout.fnmatch_lines(["*test_triage_prompt*gate*40/0/0*"])
+    thrice.stdout.fnmatch_lines(["*test_triage_prompt*gate*120/0/0*"])
+
+
+@pytest.fixture
+def small_project(triage_project: TriageProject) -> TriageProject:
+    triage_project.write_test(min_score=0.5, max_drop=0.05)
+    triage_project.compile().assert_outcomes(passed=1)
+    return triage_project
+
+
+def test_a_drop_too_small_to_resolve_is_inconclusive_and_strict_fails_it(small_project: TriageProject,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ten devset examples, a planted regression that fells a few of them: over max_drop in point, but
+    # ten examples cannot tell it from chance at 95%.
+    monkeypatch.setenv("GEPA_TEST_NOISE", "noise=0,borderline=0,regress=0.2,seed=3")
+    result = small_project.run("-W", "default")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines([
+        "*GepaWarning: test_triage.py::test_triage_prompt [[]test_triage_prompt[]]: inconclusive gate: *more than "
+        "max_drop 0.050, but not significantly: *would decide*",
+        "*test_triage_prompt*gate*inconclusive*",
+        "Inconclusive: *",
+    ])
+    strict = small_project.run("--gepa-strict")
+    strict.assert_outcomes(failed=1)
+    strict.stdout.fnmatch_lines(["GateFailure: *inconclusive gate: *", "--gepa-strict makes an inconclusive verdict fail."])
