@@ -28,12 +28,12 @@ world.prime_litellm()
 # Likewise the plugin's own lazily imported modules: imported once here, they are not re-imported
 # (and re-parsed by pytest's assertion rewriter) inside every in-process run, where a parse racing
 # another thread's meets CPython 3.11's "AST constructor recursion depth mismatch" bug.
-import pytest_gepa.build.handle  # noqa: E402, F401
-import pytest_gepa.cassette.lm  # noqa: E402, F401
-import pytest_gepa.report.files  # noqa: E402, F401
-import pytest_gepa.report.terminal  # noqa: E402, F401
-import pytest_gepa.rubric.agreement  # noqa: E402, F401
-import pytest_gepa.rubric.judge  # noqa: E402, F401
+import pytest_gepa.build.handle  # noqa: E402
+import pytest_gepa.cassette.lm  # noqa: E402
+import pytest_gepa.report.files  # noqa: E402
+import pytest_gepa.report.terminal  # noqa: E402
+import pytest_gepa.rubric.agreement  # noqa: E402
+import pytest_gepa.rubric.judge  # noqa: E402
 import pytest_gepa.xdist  # noqa: E402, F401
 
 # Cached answers would make LM call counts depend on test order; the world is fast enough uncached.
