@@ -13,6 +13,7 @@ from typing import Any
 import dspy
 import pytest
 import world
+from conftest import IN_PROCESS_LMS, TRIAGE_TEST
 from dspy.utils.callback import BaseCallback
 from dspy.utils.exceptions import LMError
 from world import CONVENTIONS, INSTRUCTION, JudgeSkill, Prompt, Skill, Triage, World, triage_examples
@@ -427,27 +428,10 @@ def test_the_wrap_callable_sees_every_judge_call_whichever_lm_is_chosen(
     assert (file_world.calls["judge"], context_world.calls["judge"]) == (3, 1)
 
 
-TASK_AND_REFLECTION_LMS = '''
-import pytest
-import world
+# The conftest's in-process LMs without the judge (the rubric names its own), and its triage signature.
+TASK_AND_REFLECTION_LMS = IN_PROCESS_LMS[: IN_PROCESS_LMS.index('@pytest.fixture(scope="session")\ndef gepa_judge_lm')]
 
-@pytest.fixture(scope="session")
-def gepa_task_lm():
-    return world.scripted_lm("task")
-
-@pytest.fixture(scope="session")
-def gepa_reflection_lm():
-    return world.scripted_lm("reflection")
-'''
-
-JUDGED_TRIAGE_TEST = '''
-import dspy
-
-class Triage(dspy.Signature):
-    """Classify the support ticket into one of: billing, claims, technical, account, shipping."""
-    ticket: str = dspy.InputField()
-    category: str = dspy.OutputField()
-
+JUDGED_TRIAGE_TEST = TRIAGE_TEST[: TRIAGE_TEST.index("def test_triage_prompt")] + '''
 def test_triage_prompt(gepa, gepa_examples, gepa_rubric):
     data = gepa_examples("data/triage.jsonl", inputs=["ticket"])
     judge = gepa_rubric("rubrics/triage.yaml")
