@@ -10,7 +10,9 @@ gate decides what each means; none of them is ever a low score.
 from __future__ import annotations
 
 import contextvars
+import os
 import statistics
+import sysconfig
 import traceback
 import warnings
 from collections.abc import Sequence
@@ -30,7 +32,8 @@ UNPARSEABLE_REPLY = "The LM's reply could not be parsed:"
 # More than this share of examples lost to LM errors means the score says nothing about the prompt.
 MAX_LM_ERROR_SHARE = 0.1
 # Frames in these places are libraries, not the user's code.
-_LIBRARY_MARKERS = ("site-packages", "dist-packages", f"{Path('pytest_gepa')}", "/lib/python")
+_LIBRARY_MARKERS = (*(f"{os.sep}{part}{os.sep}" for part in ("site-packages", "dist-packages", "pytest_gepa")),
+                    sysconfig.get_paths()["stdlib"] + os.sep)
 
 
 @dataclass(frozen=True)

@@ -282,9 +282,11 @@ def finish(ctx: BuildContext, target: Target, *, test_failed: bool, caller: tupl
     cassette = target.store.path.with_name(target.store.path.stem + ".cassette.jsonl")
     if not ctx.settings.record and cassette.exists():
         cassette.unlink()
-        target.warn(f"{ctx.nodeid} [{target.name}]: removed '{cassette}': it held the LM calls of the replaced "
-                    "artifact and no longer matches. Re-record it with "
-                    f"`pytest --gepa-compile --gepa-record {ctx.nodeid}`.", caller)
+        # Said in the summary (and the progress lines): a notice, not a warning to fail a -W error run on.
+        note = (f"removed '{cassette}': it held the LM calls of the replaced artifact and no longer matches; "
+                f"re-record it with `pytest --gepa-compile --gepa-record {ctx.nodeid}`")
+        target.report.warnings.append(note)
+        ctx.progress(f"  {target.name}: {note}")
 
 
 def build_artifact(ctx: BuildContext, target: Target, program: Any) -> Artifact:
