@@ -10,11 +10,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-# A wrong or revoked key fails the same way on every attempt: retrying it only adds backoff
-# waits and a traceback per attempt. litellm's public retry_policy says so per error type; every
-# other error keeps the configured retries.
-NO_RETRY_ERRORS = ("AuthenticationErrorRetries",)
-
 
 def is_local_model(model: str) -> bool:
     """``local/<name>`` or a path to a ``.gguf`` file: the embedded model served on 127.0.0.1."""
@@ -44,11 +39,6 @@ def missing_api_keys(model: str) -> list[str]:
     return [str(name) for name in checked.get("missing_keys") or []]
 
 
-def retry_policy(retries: int) -> dict[str, int]:
-    """litellm's ``retry_policy``: ``retries`` for every error but the ones that cannot heal."""
-    return {"DefaultRetries": retries, **{name: 0 for name in NO_RETRY_ERRORS}}
-
-
 def build_lm(model: str, *, retries: int, check_keys: bool = False) -> Any:
     """A ``dspy.LM`` for a litellm model string, retrying transient failures with backoff.
 
@@ -68,7 +58,10 @@ def build_lm(model: str, *, retries: int, check_keys: bool = False) -> Any:
     import dspy
 
     # engine="litellm": one HTTP client path for every provider string, with litellm's cost map.
-    return dspy.LM(model, num_retries=retries, engine="litellm", retry_policy=retry_policy(retries))
+    # dspy owns the retries and retries only transient errors: a 401 (a wrong or revoked key) is
+    # raised at once. A *missing* key is the one litellm reports as a retryable server error
+    # ("Missing credentials"), hence check_keys.
+    return dspy.LM(model, num_retries=retries, engine="litellm")
 
 
 class MissingAPIKey(Exception):

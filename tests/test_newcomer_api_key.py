@@ -69,7 +69,8 @@ def test_a_rejected_key_is_not_retried(keyless: TriageProject, scripted_server: 
     result = keyless.run("--gepa-task-lm", "openai/task", "--gepa-retries", "3")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*AuthenticationError*"])
-    # Three retries were allowed; a 401 is asked once, because asking again cannot change the answer.
+    # Three retries were allowed; a 401 is asked once (dspy retries only transient errors): asking
+    # again cannot change the answer.
     assert scripted_server.calls["task"] == 1
 
 

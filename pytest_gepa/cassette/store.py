@@ -28,7 +28,6 @@ from pytest_gepa.errors import CassetteMissError, GepaError, redact
 TRANSPORT_KEYS = frozenset({
     "api_key", "api_base", "base_url", "api_version", "headers", "extra_headers", "extra_query",
     "timeout", "request_timeout", "stream_timeout", "num_retries", "max_retries", "retry_strategy",
-    "retry_policy",
     "cache", "caching", "organization", "project", "custom_llm_provider", "azure_ad_token",
     "azure_ad_token_provider", "client", "http_client", "aws_access_key_id", "aws_secret_access_key",
     "aws_session_token", "aws_profile_name", "vertex_credentials", "vertex_project", "vertex_location",
