@@ -1,7 +1,8 @@
 """Building the LMs of the three roles (task, reflection, judge) from litellm model strings.
 
-Only dspy is imported here, and only when an LM is built; litellm loads on the first real call,
-so a replayed run never imports it.
+Only dspy is imported here, and only when an LM is built. litellm is imported only to check a
+model's API key before the first call (never under ``--gepa-replay``, which asks for no check);
+otherwise it loads on the first real call, so a replayed run never imports it.
 """
 
 from __future__ import annotations
@@ -15,15 +16,63 @@ def is_local_model(model: str) -> bool:
     return model.startswith("local/") or model.lower().endswith(".gguf")
 
 
-def build_lm(model: str, *, retries: int) -> Any:
-    """A ``dspy.LM`` for a litellm model string, retrying transient failures with backoff."""
+def missing_api_keys(model: str) -> list[str]:
+    """The environment variables litellm needs for ``model`` and cannot find (empty: all set, or unknown)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    from unittest import mock
+
+    # An empty variable (a CI secret that is not set) is as good as none, but litellm only asks
+    # whether the name exists: it checks an environment without the empty ones. The LMs are built
+    # before any optimizer thread starts, so the brief change is seen by no one else.
+    empty = [name for name, value in os.environ.items() if not value.strip()]
+    try:
+        import litellm
+
+        with mock.patch.dict(os.environ):
+            for name in empty:
+                del os.environ[name]
+            checked = litellm.validate_environment(model=model)
+    except Exception:  # a provider litellm cannot check is left to the first call
+        return []
+    if checked.get("keys_in_environment", True):
+        return []
+    return [str(name) for name in checked.get("missing_keys") or []]
+
+
+def build_lm(model: str, *, retries: int, check_keys: bool = False) -> Any:
+    """A ``dspy.LM`` for a litellm model string, retrying transient failures with backoff.
+
+    ``check_keys``: look for the provider's API key now and raise ``MissingAPIKey`` without one,
+    instead of letting each call fail (and retry) on it.
+    """
     # Without this litellm downloads its price map at import; offline that costs seconds.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if is_local_model(model):
         from pytest_gepa.local_model.lm import local_lm
 
         return local_lm(model, retries=retries)
+    if check_keys:
+        missing = missing_api_keys(model)
+        if missing:
+            raise MissingAPIKey(model, missing)
     import dspy
 
     # engine="litellm": one HTTP client path for every provider string, with litellm's cost map.
+    # dspy owns the retries and retries only transient errors: a 401 (a wrong or revoked key) is
+    # raised at once. A *missing* key is the one litellm reports as a retryable server error
+    # ("Missing credentials"), hence check_keys.
     return dspy.LM(model, num_retries=retries, engine="litellm")
+
+
+class MissingAPIKey(Exception):
+    """A model string whose provider's API key is not in the environment."""
+
+    def __init__(self, model: str, missing: list[str]) -> None:
+        super().__init__(model, missing)
+        self.model, self.missing = model, missing
+
+    def message(self, role: str) -> str:
+        names = " and ".join(self.missing)
+        return (f"No API key for the {role} LM {self.model!r}: set {names} in the environment, pass another "
+                f"model with --gepa-{role}-lm (ini gepa_{role}_lm), or override the gepa_{role}_lm fixture in "
+                "conftest.py (an LM with its own api_key= or a local server).")

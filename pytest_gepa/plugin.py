@@ -209,7 +209,16 @@ def _role_lm(config: pytest.Config, role: str, model: str | None) -> Any:
             "in conftest.py.",
             pytrace=False,
         )
-    return build_lm(model, retries=_settings(config).retries)
+    from pytest_gepa.lms import MissingAPIKey
+
+    settings = _settings(config)
+    try:
+        # Under replay no call is made, so no key is needed (and litellm is never imported).
+        return build_lm(model, retries=settings.retries, check_keys=not settings.replay)
+    except MissingAPIKey as missing:
+        message = missing.message(role)
+    # Failed outside the except block: one message, not "During handling of the above exception".
+    pytest.fail(message, pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -365,7 +365,7 @@ def test_the_judge_lm_is_the_files_model_else_the_context_else_the_callable(
 
     built: list[tuple[str, int]] = []
 
-    def build_lm(model: str, *, retries: int) -> dspy.LM:
+    def build_lm(model: str, *, retries: int, **_: Any) -> dspy.LM:
         built.append((model, retries))
         return world.scripted_lm("judge", file_world)
 
@@ -408,7 +408,7 @@ def test_the_wrap_callable_sees_every_judge_call_whichever_lm_is_chosen(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     file_world, context_world = World(), World()
-    monkeypatch.setattr(lms, "build_lm", lambda model, *, retries: world.scripted_lm("judge", file_world))
+    monkeypatch.setattr(lms, "build_lm", lambda model, *, retries, **_: world.scripted_lm("judge", file_world))
     log: list[tuple[str, str]] = []
     wrapped: list[str] = []
     path = write(tmp_path, "judge_lm: openai/x-judge\n" + TRIAGE_RUBRIC)
@@ -453,7 +453,7 @@ def judged_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -
     from conftest import TriageProject
 
     worlds = {"openai/x-judge": World(), "openai/y-judge": World()}
-    monkeypatch.setattr(lms, "build_lm", lambda model, *, retries: world.scripted_lm("judge", worlds[model]))
+    monkeypatch.setattr(lms, "build_lm", lambda model, *, retries, **_: world.scripted_lm("judge", worlds[model]))
     project = TriageProject(pytester, lms=TASK_AND_REFLECTION_LMS)
     project.write_test(source=JUDGED_TRIAGE_TEST)
     (project.root / "rubrics").mkdir()
