@@ -7,6 +7,7 @@ something a statistician would write. The numbers come from ``verdict.statistics
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -255,8 +256,14 @@ def resolution_note(max_drop: float | None, resolution: float | None, *, n: int,
     if max_drop is None or resolution is None or max_drop + _EPS >= resolution:
         return None
     scored = "once" if samples == 1 else f"{samples} times"
-    note = (f"this devset of {n} examples, each scored {scored}, resolves drops of {resolution:.2f} or more; "
-            f"max_drop {max_drop:.2f} is finer than that")
+    if resolution > 1:
+        # Even every example falling would not be significant: no drop is resolvable at all.
+        note = (f"this devset of {n} examples, each scored {scored}, is too small for the paired test to detect "
+                f"any drop (it needs about {math.ceil(resolution * n - _EPS)} examples to fall); max_drop "
+                f"{max_drop:.2f} cannot be checked")
+    else:
+        note = (f"this devset of {n} examples, each scored {scored}, resolves drops of {resolution:.2f} or more; "
+                f"max_drop {max_drop:.2f} is finer than that")
     if examples is None:
         return note
     return f"{note} and needs about {examples} examples, {_samples_advice(samples_needed)}"
