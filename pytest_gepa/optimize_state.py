@@ -139,6 +139,9 @@ class StateKeeper:
         if options.get("candidate_selection_strategy", "pareto") == "pareto":
             options["candidate_selection_strategy"] = ParetoCandidateSelector(rng=rng)
         options["log_dir"] = str(state.run_dir)
+        # The evaluation cache holds dspy predictions whose signatures are made at run time: plain
+        # pickle cannot save them (cloudpickle comes with dspy).
+        gepa_kwargs.setdefault("use_cloudpickle", True)
         keeper = cls(state, observer, early_stop, rng, sampler, observer.progress)
         if state.resuming:
             gepa_kwargs.setdefault("val_evaluation_policy", _seed_already_scored())

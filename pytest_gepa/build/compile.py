@@ -145,8 +145,13 @@ def _run(ctx: BuildContext, target: Target, optimizer: str, program: Any, option
     except KeyboardInterrupt:
         _say_how_to_resume(ctx, target, state)
         raise
-    except NothingToReflectOn:
-        _explain_unreadable_task_replies(target, program)
+    except BaseException as error:
+        # Only an interrupt (or a kill) keeps the state: a run stopped by failing LMs saved the
+        # zeros they scored, and resuming it would build on them.
+        if state is not None:
+            state.remove()
+        if isinstance(error, NothingToReflectOn):
+            _explain_unreadable_task_replies(target, program)
         raise
     finally:
         # A failing task or judge LM is the cause, whatever the optimizer concluded from the zeros
