@@ -215,11 +215,11 @@ class StateKeeper:
 
 def _seed_already_scored() -> Any:
     """gepa scores the seed on the whole valset before it loads a saved state; on resume the
-    state holds those scores already, so the seed is scored on no example."""
+    state holds those scores already, so the seed is scored on one example (dspy refuses none)."""
     from gepa.strategies.eval_policy import FullEvaluationPolicy
 
     class SeedAlreadyScored(FullEvaluationPolicy[Any, Any]):
         def get_seed_eval_batch(self, loader: Any) -> list[Any]:
-            return []
+            return list(loader.all_ids())[:1]
 
     return SeedAlreadyScored()
