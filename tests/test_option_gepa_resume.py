@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import world
@@ -190,6 +191,13 @@ def _scores(artifact: Path) -> object:
     return json.loads(artifact.read_text())["scores"]
 
 
+def _path(artifact: Path) -> object:
+    """The way GEPA went: the same random draws give the same candidates, trajectory and spend."""
+    optimizer = json.loads(artifact.read_text())["optimizer"]
+    return {key: optimizer[key] for key in ("candidates", "accepted_proposals", "metric_calls", "trajectory",
+                                            "stop_reason")}
+
+
 def test_a_compile_killed_halfway_and_resumed_pays_little_more_and_writes_the_same_scores(
         pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     project = TriageProject(pytester, lms=HTTP_LMS)
@@ -197,7 +205,7 @@ def test_a_compile_killed_halfway_and_resumed_pays_little_more_and_writes_the_sa
         monkeypatch.setenv("GEPA_TEST_BASE_URL", server.base_url)
         _compile(pytester, "-o", "gepa_stop_at=off").assert_outcomes(passed=1)
         uninterrupted_calls = server.calls["task"]
-    uninterrupted = _scores(project.artifact)
+    uninterrupted, uninterrupted_path = _scores(project.artifact), _path(project.artifact)
     project.artifact.unlink()
 
     marker = tmp_path / "held"
@@ -231,6 +239,7 @@ def test_a_compile_killed_halfway_and_resumed_pays_little_more_and_writes_the_sa
         f"killed after {killed_calls} and resumed with {resumed_calls} task calls: {total} in all, against "
         f"{uninterrupted_calls} uninterrupted")
     assert _scores(project.artifact) == uninterrupted
+    assert _path(project.artifact) == uninterrupted_path
     assert _state_files(project.root) == []
 
 
@@ -241,3 +250,51 @@ def test_the_resume_module_is_not_imported_by_the_plugin() -> None:
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+class _Kept:
+    """A stand-in for the cache folder: what ``resume.json`` would hold, round-tripped through JSON."""
+
+    def __init__(self, run_dir: Path, extra: dict[str, object] | None = None) -> None:
+        self.run_dir, self.resuming, self.extra = run_dir, extra is not None, extra
+
+    def load_extra(self) -> dict[str, object] | None:
+        return self.extra
+
+    def save_extra(self, extra: dict[str, object]) -> None:
+        self.extra = json.loads(json.dumps(extra))
+
+
+class _GepaState:
+    def __init__(self, i: int) -> None:
+        self.i, self.total_num_evals, self.program_full_scores_val_set = i, 10 * i, [0.5]
+
+
+def _keeper(kept: _Kept, lines: list[str]) -> object:
+    from pytest_gepa.optimize import CompileObserver, EarlyStop
+    from pytest_gepa.optimize_state import StateKeeper
+
+    return StateKeeper.install(kept, CompileObserver(progress=lines.append), EarlyStop(stop_at=None, patience=None),
+                               seed=0, options={}, gepa_kwargs={})
+
+
+@pytest.mark.parametrize("gepa_saved_at", [3, 4], ids=["same iteration", "killed between the two saves"])
+def test_gepas_random_generator_is_restored_at_the_resumed_runs_first_save(tmp_path: Path, gepa_saved_at: int) -> None:
+    lines: list[str] = []
+    first = _Kept(tmp_path)
+    keeper: Any = _keeper(first, lines)
+    [keeper.rng.random() for _ in range(7)]  # the draws of the first iterations
+    keeper.watch(_GepaState(3))
+    keeper.on_state_saved({})
+    expected = [keeper.rng.random() for _ in range(5)]
+
+    again: Any = _keeper(_Kept(tmp_path, first.extra), lines)
+    again.watch(_GepaState(gepa_saved_at))
+    again.on_state_saved({})
+    drawn = [again.rng.random() for _ in range(5)]
+    if gepa_saved_at == 3:
+        assert drawn == expected and lines == []
+    else:
+        assert drawn != expected
+        assert lines == ["gepa's random state was saved at iteration 4 but its run state at 5; the resumed run "
+                         "continues on another path"]
