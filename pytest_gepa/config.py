@@ -43,6 +43,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("gepa_record", "record every LM call into a cassette beside the target's artifact", is_switch=True),
     Option("gepa_replay", "answer LM calls only from cassettes; a call with no recording fails the test",
            is_switch=True),
+    Option("gepa_resume", "continue each interrupted compile from the state saved under pytest's cache directory",
+           is_switch=True),
     Option("gepa_artifact_dir", "directory for artifacts (default: gepa_artifacts/ beside each test file)"),
     Option("gepa_report", "write a report of every target to PATH (.json, .md or .html)"),
     Option("gepa_task_lm", "model string (litellm) of the program's task LM, e.g. openai/gpt-4o-mini"),
@@ -110,6 +112,7 @@ class Settings:
     mode: Mode = "gate"
     record: bool = False
     replay: bool = False
+    resume: bool = False
     budget: str | int = "light"
     artifact_dir: Path | None = None
     report: Path | None = None
@@ -234,6 +237,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         mode="compile" if _switch(config, "gepa_compile") else "gate",
         record=record,
         replay=replay,
+        resume=_switch(config, "gepa_resume"),
         budget=_budget(config),
         artifact_dir=Path(config.rootpath, artifact_dir) if artifact_dir else None,
         report=report,

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from pytest_gepa.errors import OptimizerError
 from pytest_gepa.metrics import Metric, call_metric, takes_gepa_arguments
+from pytest_gepa.optimize_state import CompileInterrupted, GracefulInterrupt, KeptState, StateKeeper
 
 # Fewer words than this is not an instruction (a weak reflection LM's one-word "proposals").
 MIN_INSTRUCTION_WORDS = 3
@@ -146,8 +147,12 @@ def gepa_metric(metric: Metric) -> Metric:
 def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metric, *, task_lm: Any,
              reflection_lm: Any, budget: str | int, seed: int, threads: int, stop_at: float | None,
              patience: int | None, watch: RunWatch, progress: Callable[[str], None],
-             options: dict[str, Any]) -> OptimizationRun:
-    """Run dspy's real GEPA on train/val and return the best program with what the run looked like."""
+             options: dict[str, Any], state: KeptState | None = None) -> OptimizationRun:
+    """Run dspy's real GEPA on train/val and return the best program with what the run looked like.
+
+    With ``state``, GEPA keeps its run state in ``state.run_dir`` (and continues from it when
+    ``state.resuming``); Ctrl-C stops at the end of the iteration with the state kept.
+    """
     import dspy
 
     observer = CompileObserver(progress=progress)
@@ -157,7 +162,10 @@ def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metri
     gepa_kwargs.setdefault("cache_evaluation", True)
     gepa_kwargs["callbacks"] = [*gepa_kwargs.get("callbacks", []), observer]
     early_stop = EarlyStop(stop_at=stop_at, patience=patience, must_stop=watch.must_stop)
-    gepa_kwargs["stop_callbacks"] = [*gepa_kwargs.get("stop_callbacks", []), early_stop]
+    interrupt = GracefulInterrupt(progress)
+    if state is not None:
+        StateKeeper.install(state, observer, early_stop, seed, options, gepa_kwargs)
+    gepa_kwargs["stop_callbacks"] = [*gepa_kwargs.get("stop_callbacks", []), early_stop, interrupt]
     budget_kwargs: dict[str, Any] = {"auto": budget} if isinstance(budget, str) else {"max_metric_calls": budget}
     optimizer = dspy.GEPA(
         metric=gepa_metric(metric),
@@ -169,9 +177,16 @@ def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metri
         **{**budget_kwargs, **options},
     )
     started = time.perf_counter()
-    with dspy.context(lm=task_lm):
-        optimized = optimizer.compile(program, trainset=trainset, valset=valset)
+    with dspy.context(lm=task_lm), interrupt:
+        try:
+            optimized = optimizer.compile(program, trainset=trainset, valset=valset)
+        except Exception as exc:
+            if interrupt.requested:
+                raise CompileInterrupted(observer.iteration, observer.metric_calls) from exc
+            raise
     wall = time.perf_counter() - started
+    if interrupt.requested:
+        raise CompileInterrupted(observer.iteration, observer.metric_calls)
     if early_stop.forced:
         raise OptimizerError(f"the compile was stopped: {early_stop.reason}. The previous artifact is unchanged.")
     results = optimized.detailed_results
@@ -285,12 +300,12 @@ class ScalarMetric:
 def run_optimizer(name: str, program: Any, trainset: list[Any], valset: list[Any], metric: Metric, *,
                   task_lm: Any, reflection_lm: Any, budget: str | int, seed: int, threads: int,
                   stop_at: float | None, patience: int | None, watch: RunWatch, progress: Callable[[str], None],
-                  options: dict[str, Any]) -> OptimizationRun:
+                  options: dict[str, Any], state: KeptState | None = None) -> OptimizationRun:
     """Run the named optimizer; every optimizer reports the same ``OptimizationRun``."""
     if name == "gepa":
         return run_gepa(program, trainset, valset, metric, task_lm=task_lm, reflection_lm=reflection_lm,
                         budget=budget, seed=seed, threads=threads, stop_at=stop_at, patience=patience,
-                        watch=watch, progress=progress, options=options)
+                        watch=watch, progress=progress, options=options, state=state)
     import dspy
 
     from pytest_gepa.evaluate import evaluate

@@ -34,7 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Resolve settings once, so a bad value stops the run before any test (exit code 4)."""
     settings = resolve_settings(config)
     config.stash[SETTINGS_KEY] = settings
-    session = GepaSession(settings=settings)
+    session = GepaSession(settings=settings, cache=getattr(config, "cache", None))
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(RanTests(session), "gepa-ran-tests")
     if config.pluginmanager.hasplugin("xdist"):

@@ -37,6 +37,21 @@ class GepaSession:
     partial: set[str] = field(default_factory=set)
     ran: set[str] = field(default_factory=set)
     report_problem: str | None = None  # why --gepa-report could not be written
+    # pytest's cache (None under -p no:cacheprovider): where compile state is kept, out of git.
+    cache: pytest.Cache | None = None
+    notes: set[str] = field(default_factory=set)
+
+    def resume_root(self) -> Path | None:
+        """The folder of every target's compile state, made on first use; None without pytest's cache."""
+        if self.cache is None:
+            return None
+        return self.cache.mkdir("gepa-resume")
+
+    def note_once(self, key: str) -> bool:
+        """True the first time ``key`` is noted in this run: a thing worth saying once, not per target."""
+        first = key not in self.notes
+        self.notes.add(key)
+        return first
 
     @cached_property
     def meter(self) -> UsageMeter:

@@ -22,6 +22,7 @@ from pytest_gepa.artifact.model import (
     Provenance,
     Scores,
 )
+from pytest_gepa.build import resume
 from pytest_gepa.build.gate import conclude, stale_reasons
 from pytest_gepa.build.scoring import (
     GateFailure,
@@ -127,6 +128,10 @@ class _Watch:
 def _run(ctx: BuildContext, target: Target, optimizer: str, program: Any, options: dict[str, Any]) -> OptimizationRun:
     ctx.progress(f"compiling {ctx.nodeid} [{target.name}] with {optimizer}, budget {ctx.settings.budget}")
     settings, lms = ctx.settings, target.lms
+    # Only GEPA keeps a run state; the other optimizers start over every time.
+    state = resume.open_state(ctx, target, options) if optimizer == "gepa" else None
+    if state is not None and (line := resume.resumed_line(state)) is not None:
+        ctx.progress(f"  {target.name}: {line}")
     before = ctx.session.meter.snapshot()
     try:
         with dspy_context(target):
@@ -135,10 +140,18 @@ def _run(ctx: BuildContext, target: Target, optimizer: str, program: Any, option
                 task_lm=lms.lm("task"), reflection_lm=lms.lm("reflection"), budget=settings.budget,
                 seed=settings.seed, threads=settings.threads, stop_at=settings.stop_at, patience=settings.patience,
                 watch=_Watch(ctx, target, before), progress=lambda line: ctx.progress(f"  {target.name}: {line}"),
-                options=dict(options),
+                options=dict(options), state=state,
             )
-    except NothingToReflectOn:
-        _explain_unreadable_task_replies(target, program)
+    except KeyboardInterrupt:
+        _say_how_to_resume(ctx, target, state)
+        raise
+    except BaseException as error:
+        # Only an interrupt (or a kill) keeps the state: a run stopped by failing LMs saved the
+        # zeros they scored, and resuming it would build on them.
+        if state is not None:
+            state.remove()
+        if isinstance(error, NothingToReflectOn):
+            _explain_unreadable_task_replies(target, program)
         raise
     finally:
         # A failing task or judge LM is the cause, whatever the optimizer concluded from the zeros
@@ -148,7 +161,19 @@ def _run(ctx: BuildContext, target: Target, optimizer: str, program: Any, option
             _raise_if_lm_failed(ctx, target, role)
     used = ctx.session.meter.since(before)
     run.lm_calls = sum(counter.calls for counter in used.values())
+    if state is not None:
+        state.remove()  # the run completed: nothing is left to resume
     return run
+
+
+def _say_how_to_resume(ctx: BuildContext, target: Target, state: resume.RunState | None) -> None:
+    """Ctrl-C: the artifact is untouched, and the state (when kept) lets the next run continue."""
+    kept = state is not None and (state.run_dir / resume.STATE_FILE).is_file()
+    if kept:
+        ctx.progress(f"  {target.name}: interrupted; the artifact is unchanged and the compile state is kept. "
+                     f"Continue with `{resume.resume_command(ctx)}`")
+    else:
+        ctx.progress(f"  {target.name}: interrupted; the artifact is unchanged (no compile state was kept)")
 
 
 def _raise_if_lm_failed(ctx: BuildContext, target: Target, role: str) -> None:
