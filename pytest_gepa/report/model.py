@@ -62,6 +62,9 @@ class TargetReport:
     lm_errors: list[dict[str, str]] = field(default_factory=list)  # [{"id", "error"}] of the unscored
     replayed: int | None = None  # LM calls answered from the cassette (under --gepa-replay)
     model: str | None = None  # the task model this row gated (one row per target and model)
+    matrix_target: str | None = None  # in a model matrix: the target without its model (the matrix row)
+    transfer_from: str | None = None  # --gepa-transfer: the model whose artifact was gated on this one
+    compile_flags: str = ""  # what the compile command needs besides the node id (a matrix's models)
     warnings: list[str] = field(default_factory=list)  # inconclusive verdicts, resolution notes
 
     @property
@@ -96,9 +99,14 @@ def num(value: float | None, fmt: str = "{:.3f}") -> str:
     return fmt.format(value)
 
 
+def label_of(nodeid: str, name: str) -> str:
+    """The node id, with the target's name when the node id does not already say it."""
+    return nodeid if name in nodeid else f"{nodeid} [{name}]"
+
+
 def label(report: TargetReport) -> str:
     """The node id, with the target's name when the node id does not already say it."""
-    return report.nodeid if report.name in report.nodeid else f"{report.nodeid} [{report.name}]"
+    return label_of(report.nodeid, report.name)
 
 
 def percent(confidence: float) -> str:
