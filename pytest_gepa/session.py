@@ -125,8 +125,9 @@ class GepaSession:
         return bool(tests) and test_file not in self.partial and tests <= self.ran
 
     def sorted_reports(self) -> list[TargetReport]:
-        """In node-id order, so the summary and the report read the same with or without xdist."""
-        return sorted(self.reports, key=lambda r: (r.nodeid, r.name))
+        """In node-id order, so the summary and the report read the same with or without xdist; a
+        matrix target's models next to each other, by model name."""
+        return sorted(self.reports, key=lambda r: (r.matrix_target or r.nodeid, r.model or "", r.nodeid, r.name))
 
 
 SESSION_KEY = pytest.StashKey[GepaSession]()

@@ -153,7 +153,10 @@ def gate_artifact(ctx: BuildContext, target: Target, program: Any, devset: Seque
     transfer = transfer_note(ctx, target) if target.transfer_from is not None else None
     if transfer:
         target.report.warnings.append(transfer)
-    conclude(ctx, target, verdict, caller, what="gate")
+    try:
+        conclude(ctx, target, verdict, caller, what="gate")
+    except GateFailure as failure:  # --gepa-strict on an inconclusive transfer: say what survived
+        raise GateFailure(f"{failure}\n{transfer}" if transfer else str(failure)) from None
     if verdict.status == "failed":
         raise GateFailure(f"gepa gate failed for {ctx.nodeid} [{target.name}]:\n{verdict.explain()}"
                           + (f"\n{transfer}" if transfer else ""))

@@ -177,6 +177,38 @@ def verdict_facts(report: TargetReport) -> list[tuple[str, str]]:
     return facts
 
 
+@dataclass(frozen=True)
+class MatrixCell:
+    """One target on one model: its score and status, and its row (1-based) in the summary table."""
+
+    score: str
+    status: str
+    index: int
+    transfer_from: str | None = None
+
+    @property
+    def text(self) -> str:
+        """``1.000 passed``; a transferred artifact says whose: ``0.800 failed (from openai/a)``."""
+        return f"{self.score} {self.status}" + (f" (from {self.transfer_from})" if self.transfer_from else "")
+
+
+def model_matrix(reports: Sequence[TargetReport]) -> tuple[list[str], list[tuple[str, list[MatrixCell | None]]]]:
+    """The model-matrix view: targets as rows (in report order), task models as columns (by name), a
+    cell per target and model; empty when no target ran in a matrix."""
+    models: list[str] = []
+    rows: dict[str, dict[str, MatrixCell]] = {}
+    for index, report in enumerate(reports, 1):
+        if report.matrix_target is None:
+            continue
+        model = report.model or "?"
+        if model not in models:
+            models.append(model)
+        rows.setdefault(report.matrix_target, {})[model] = MatrixCell(num(report.score), report.status, index,
+                                                                      report.transfer_from)
+    models.sort()
+    return models, [(target, [cells.get(model) for model in models]) for target, cells in rows.items()]
+
+
 # -- examples ------------------------------------------------------------------------------------
 
 
