@@ -50,6 +50,9 @@ JSON fields (schema ``pytest-gepa-report/1``)::
       resolution     the smallest drop this devset can detect (recorded at compile), or null
       baseline       validation score of the unoptimized program (compile only), or null
       model          the task model of this row (one row per target and model), or null
+      matrix_target  in a model matrix, the target without its model (the matrix view's row), or null
+      transfer_from  --gepa-transfer: the model whose artifact was gated on this row's model, or null
+      compile_flags  what the compile command needs besides the node id (a matrix's --gepa-task-lm), or ""
       lm_calls       LM calls of this target by role: {"task": n, "reflection": n, "judge": n}
       replayed       LM calls answered from the cassette (--gepa-replay), or null
       tokens         tokens (prompt + completion) of this target by role, same keys
