@@ -251,6 +251,12 @@ class MissingLM:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self.fail()
 
+    def __getattr__(self, name: str) -> Any:
+        # A test that uses the fixture itself (lm.model, lm.forward, ...) reads the same sentence.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        self.fail()
+
 
 def _role_lm(config: pytest.Config, role: str, model: str | None) -> Any:
     from pytest_gepa.lms import build_lm
@@ -271,18 +277,22 @@ def gepa_task_lm(pytestconfig: pytest.Config, request: pytest.FixtureRequest) ->
 # comes from a flag or from a gepa_task_lm fixture overridden in conftest.py.
 
 
+# Both request gepa_task_lm by name: in a model matrix the default follows this test's model
+# (a session fixture that only looked it up would keep the first model's LM for every model).
+
+
 @pytest.fixture(scope="session")
-def gepa_reflection_lm(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Any:
+def gepa_reflection_lm(pytestconfig: pytest.Config, gepa_task_lm: Any) -> Any:
     """GEPA's reflection LM (``--gepa-reflection-lm``); defaults to the task LM."""
     model = _settings(pytestconfig).reflection_lm
-    return _role_lm(pytestconfig, "reflection", model) if model else request.getfixturevalue("gepa_task_lm")
+    return _role_lm(pytestconfig, "reflection", model) if model else gepa_task_lm
 
 
 @pytest.fixture(scope="session")
-def gepa_judge_lm(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Any:
+def gepa_judge_lm(pytestconfig: pytest.Config, gepa_task_lm: Any) -> Any:
     """The LM that scores rubric criteria (``--gepa-judge-lm``); defaults to the task LM."""
     model = _settings(pytestconfig).judge_lm
-    return _role_lm(pytestconfig, "judge", model) if model else request.getfixturevalue("gepa_task_lm")
+    return _role_lm(pytestconfig, "judge", model) if model else gepa_task_lm
 
 
 @pytest.fixture

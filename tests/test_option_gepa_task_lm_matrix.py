@@ -232,3 +232,25 @@ def test_tests_that_do_not_use_gepa_are_not_multiplied(pytester: pytest.Pytester
     result = pytester.runpytest("--gepa-task-lm", TWO, "-v")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*test_plain PASSED*"])
+
+
+def test_reflection_and_judge_default_to_this_tests_model(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile('''
+        def test_lms(gepa_task_lm, gepa_reflection_lm, gepa_judge_lm):
+            print("MODELS", gepa_task_lm.model, gepa_reflection_lm.model, gepa_judge_lm.model)
+    ''')
+    result = pytester.runpytest("--gepa-task-lm", "openai/a,openai/b", "-s", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*MODELS openai/a openai/a openai/a*", "*MODELS openai/b openai/b openai/b*"])
+    judged = pytester.runpytest("--gepa-task-lm", "openai/a,openai/b", "--gepa-judge-lm", "openai/j", "-s")
+    judged.stdout.fnmatch_lines(["*MODELS openai/a openai/a openai/j*"])
+
+
+def test_using_an_unconfigured_task_lm_says_which_option_to_set(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile('''
+        def test_lm(gepa_task_lm):
+            gepa_task_lm("hello")
+    ''')
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*No task LM configured: pass --gepa-task-lm MODEL*"])
