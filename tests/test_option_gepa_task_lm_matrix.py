@@ -181,6 +181,9 @@ def test_reports_junit_and_xdist_have_a_row_per_target_and_model(matrix_project:
         assert cases["test_triage_prompt[scripted/task-lite]"]["gepa_model"] == "scripted/task-lite"
         assert cases["test_triage_prompt[scripted/task-lite]"]["gepa_transfer_from"] == "scripted/task"
         assert cases["test_triage_prompt[scripted/task-pro]"]["gepa_status"] == "passed"
+    # A model dropped from the matrix leaves its file behind: the summary lists it.
+    dropped = project.run("--gepa-task-lm", "scripted/task,scripted/task-lite", "--gepa-transfer", "scripted/task")
+    dropped.stdout.fnmatch_lines(["*1 gepa file(s) belong to no target*", "*test_triage_prompt@scripted-task-pro.json"])
     html = project.run("--gepa-task-lm", TWO, "--gepa-report", "report.html")
     html.assert_outcomes(passed=2)
     page = (project.root / "report.html").read_text(encoding="utf-8")
