@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -47,9 +48,11 @@ OPTIONS: tuple[Option, ...] = (
            is_switch=True),
     Option("gepa_artifact_dir", "directory for artifacts (default: gepa_artifacts/ beside each test file)"),
     Option("gepa_report", "write a report of every target to PATH (.json, .md or .html)"),
-    Option("gepa_task_lm", "model string (litellm) of the program's task LM, e.g. openai/gpt-4o-mini"),
+    Option("gepa_task_lm", "model string (litellm) of the program's task LM, e.g. openai/gpt-4o-mini; several "
+           "(a comma list, or one per line in the ini) make each target a test per model"),
     Option("gepa_reflection_lm", "model string of GEPA's reflection LM (default: the task LM)"),
     Option("gepa_judge_lm", "model string of the rubric judge LM (default: the task LM)"),
+    Option("gepa_transfer", "gate a model that has no artifact yet with the artifact compiled for this model"),
     Option("gepa_threads", "parallel LM calls during evaluation", "4"),
     Option("gepa_retries", "retries of a failed LM call, with exponential backoff", "3"),
     Option("gepa_optimizer", "optimizer: gepa, miprov2 or bootstrap", "gepa"),
@@ -116,7 +119,9 @@ class Settings:
     budget: str | int = "light"
     artifact_dir: Path | None = None
     report: Path | None = None
-    task_lm: str | None = None
+    task_lm: str | None = None  # the first (or only) task model
+    task_lms: tuple[str, ...] = ()  # every task model; more than one makes a model matrix
+    transfer: str | None = None
     reflection_lm: str | None = None
     judge_lm: str | None = None
     threads: int = 4
@@ -233,6 +238,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
     threads = _number(config, "gepa_threads", low=1, integer=True, expected="a whole number of at least 1")
     retries = _number(config, "gepa_retries", low=0, integer=True, expected="a whole number of at least 0")
     seed = _number(config, "gepa_seed", integer=True, expected="a whole number")
+    task_lms = _models(config)
     return Settings(
         mode="compile" if _switch(config, "gepa_compile") else "gate",
         record=record,
@@ -241,7 +247,9 @@ def resolve_settings(config: pytest.Config) -> Settings:
         budget=_budget(config),
         artifact_dir=Path(config.rootpath, artifact_dir) if artifact_dir else None,
         report=report,
-        task_lm=_text(config, "gepa_task_lm"),
+        task_lm=task_lms[0] if task_lms else None,
+        task_lms=task_lms,
+        transfer=_text(config, "gepa_transfer"),
         reflection_lm=_text(config, "gepa_reflection_lm"),
         judge_lm=_text(config, "gepa_judge_lm"),
         threads=int(threads) if threads is not None else 4,
@@ -260,6 +268,18 @@ def resolve_settings(config: pytest.Config) -> Settings:
         strict=_switch(config, "gepa_strict"),
         confidence=confidence if confidence is not None else 0.95,
     )
+
+
+def _models(config: pytest.Config) -> tuple[str, ...]:
+    """``--gepa-task-lm a,b`` or the ini key with one model per line (commas work there too)."""
+    text = _text(config, "gepa_task_lm")
+    if text is None:
+        return ()
+    models = tuple(model.strip() for model in re.split(r"[,\n]", text) if model.strip())
+    repeated = sorted({model for model in models if models.count(model) > 1})
+    if repeated:
+        raise _usage("gepa_task_lm", text, f"each model once ({', '.join(map(repr, repeated))} is repeated)")
+    return models
 
 
 def _report_path(config: pytest.Config) -> Path | None:

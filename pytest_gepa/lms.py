@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
+
 
 def is_local_model(model: str) -> bool:
     """``local/<name>`` or a path to a ``.gguf`` file: the embedded model served on 127.0.0.1."""
@@ -76,3 +78,38 @@ class MissingAPIKey(Exception):
         return (f"No API key for the {role} LM {self.model!r}: set {names} in the environment, pass another "
                 f"model with --gepa-{role}-lm (ini gepa_{role}_lm), or override the gepa_{role}_lm fixture in "
                 "conftest.py (an LM with its own api_key= or a local server).")
+
+
+class MissingLM:
+    """What a ``gepa_*_lm`` fixture gives when its LM cannot be had (no model configured, or no key
+    for it): ``gepa`` requests the fixture (so a parametrized override makes a matrix) yet must fail
+    the test, with one sentence, only when an LM is really needed."""
+
+    def __init__(self, role: str, message: str | None = None) -> None:
+        flag, ini = f"--gepa-{role}-lm", f"gepa_{role}_lm"
+        self.message = message or (
+            f"No {role} LM configured: pass {flag} MODEL (a litellm model string such as 'openai/gpt-4o-mini'), "
+            f"set the ini key {ini}, or override the gepa_{role}_lm fixture in conftest.py.")
+
+    def fail(self) -> None:
+        pytest.fail(self.message, pytrace=False)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.fail()
+
+    def __getattr__(self, name: str) -> Any:
+        # A test that uses the fixture itself (lm.model, lm.forward, ...) reads the same sentence.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        self.fail()
+
+
+def role_lm(role: str, model: str | None, *, retries: int, check_keys: bool) -> Any:
+    """The LM of a ``gepa_*_lm`` fixture: built from its model string, else a ``MissingLM`` that
+    fails the test using it with one sentence (for a missing provider key: the variable to set)."""
+    if not model:
+        return MissingLM(role)
+    try:
+        return build_lm(model, retries=retries, check_keys=check_keys)
+    except MissingAPIKey as missing:
+        return MissingLM(role, missing.message(role))

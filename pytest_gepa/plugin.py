@@ -67,6 +67,39 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+# -- the model matrix: one test per task model ------------------------------------------------------
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """With several ``--gepa-task-lm`` models, each test that uses ``gepa_task_lm`` (``gepa`` does)
+    runs once per model, through the fixture, so a conftest.py override of it still decides the LM.
+    Runs last: a parametrized override's or a test's own ``gepa_task_lm`` parameters win."""
+    settings = metafunc.config.stash.get(SETTINGS_KEY, None)
+    if settings is None or len(settings.task_lms) < 2 or "gepa_task_lm" not in metafunc.fixturenames:
+        return
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs.get("argnames", "")
+        if "gepa_task_lm" in (names.replace(" ", "").split(",") if isinstance(names, str) else names):
+            return
+    try:
+        metafunc.parametrize("gepa_task_lm", list(settings.task_lms), indirect=True, ids=list(settings.task_lms),
+                             scope="session")
+    except pytest.Collector.CollectError:
+        pass  # a parametrized gepa_task_lm fixture already made this test a matrix of its own models
+
+
+def matrix_model(node: pytest.Item) -> str | None:
+    """This test's model in a model matrix (its ``gepa_task_lm`` parameter as text), else None."""
+    callspec = getattr(node, "callspec", None)
+    if callspec is None or "gepa_task_lm" not in callspec.params:
+        return None
+    param = callspec.params["gepa_task_lm"]
+    if isinstance(param, str):
+        return param
+    return str(getattr(param, "model", None) or param)
+
+
 # -- which tests ran: a file's leftover artifacts are listed only when every test in it ran ----------
 
 
@@ -76,6 +109,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if gepa_session is not None:
         for item in session.items:
             gepa_session.collected.setdefault(item.nodeid.split("::")[0], set()).add(item.nodeid)
+            model = matrix_model(item)
+            if model is not None:
+                gepa_session.models[item.nodeid] = model
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
@@ -107,10 +143,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     gepa_session = _session(item.config)
     if gepa_session is None or not (gepa_session.settings.record or gepa_session.settings.replay):
         return
-    from pytest_gepa.artifact.paths import artifact_folder, default_name
+    from pytest_gepa.artifact.paths import artifact_folder
 
     folder = artifact_folder(Path(item.path), item.config.rootpath, gepa_session.settings.artifact_dir)
-    gepa_session.test_cassette_path = folder / f"{default_name(item.nodeid)}.cassette.jsonl"
+    gepa_session.test_cassette_path = folder / f"{gepa_session.test_stem(item.nodeid)}.cassette.jsonl"
     gepa_session.test_nodeid = item.nodeid
 
 
@@ -131,7 +167,8 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any],
     result = yield
     role = LM_FIXTURES.get(fixturedef.argname)
     gepa_session = _session(request.config)
-    if role is None or gepa_session is None or not (gepa_session.settings.record or gepa_session.settings.replay):
+    if (role is None or _is_missing(result) or gepa_session is None
+            or not (gepa_session.settings.record or gepa_session.settings.replay)):
         return result
     from pytest_gepa.cassette import wrap
 
@@ -198,51 +235,49 @@ def _settings(config: pytest.Config) -> Settings:
     return config.stash[SETTINGS_KEY]
 
 
-def _role_lm(config: pytest.Config, role: str, model: str | None) -> Any:
-    from pytest_gepa.lms import build_lm
+def _is_missing(lm: Any) -> bool:
+    # Asked only where an LM is in hand: pytest_gepa.lms is loaded by then.
+    import sys
 
-    if not model:
-        flag, ini = f"--gepa-{role}-lm", f"gepa_{role}_lm"
-        pytest.fail(
-            f"No {role} LM configured: pass {flag} MODEL (a litellm model string such as "
-            f"'openai/gpt-4o-mini'), set the ini key {ini}, or override the gepa_{role}_lm fixture "
-            "in conftest.py.",
-            pytrace=False,
-        )
-    from pytest_gepa.lms import MissingAPIKey
+    lms = sys.modules.get("pytest_gepa.lms")
+    return lms is not None and isinstance(lm, lms.MissingLM)
+
+
+def _role_lm(config: pytest.Config, role: str, model: str | None) -> Any:
+    from pytest_gepa.lms import role_lm
 
     settings = _settings(config)
-    try:
-        # Under replay no call is made, so no key is needed (and litellm is never imported).
-        return build_lm(model, retries=settings.retries, check_keys=not settings.replay)
-    except MissingAPIKey as missing:
-        message = missing.message(role)
-    # Failed outside the except block: one message, not "During handling of the above exception".
-    pytest.fail(message, pytrace=False)
+    # Under replay no call is made, so no key is needed (and litellm is never imported).
+    return role_lm(role, model, retries=settings.retries, check_keys=not settings.replay)
 
 
 @pytest.fixture(scope="session")
-def gepa_task_lm(pytestconfig: pytest.Config) -> Any:
-    """The LM the compiled program runs on (``--gepa-task-lm`` / ini ``gepa_task_lm``)."""
-    return _role_lm(pytestconfig, "task", _settings(pytestconfig).task_lm)
+def gepa_task_lm(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Any:
+    """The LM the compiled program runs on (``--gepa-task-lm`` / ini ``gepa_task_lm``); in a model
+    matrix this test's model, ``request.param`` (an override in conftest.py can read it too)."""
+    return _role_lm(pytestconfig, "task", getattr(request, "param", None) or _settings(pytestconfig).task_lm)
 
 
 # Precedence for reflection and judge: their own flag / ini key, else the task LM, whether that
 # comes from a flag or from a gepa_task_lm fixture overridden in conftest.py.
 
 
+# Both request gepa_task_lm by name: in a model matrix the default follows this test's model
+# (a session fixture that only looked it up would keep the first model's LM for every model).
+
+
 @pytest.fixture(scope="session")
-def gepa_reflection_lm(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Any:
+def gepa_reflection_lm(pytestconfig: pytest.Config, gepa_task_lm: Any) -> Any:
     """GEPA's reflection LM (``--gepa-reflection-lm``); defaults to the task LM."""
     model = _settings(pytestconfig).reflection_lm
-    return _role_lm(pytestconfig, "reflection", model) if model else request.getfixturevalue("gepa_task_lm")
+    return _role_lm(pytestconfig, "reflection", model) if model else gepa_task_lm
 
 
 @pytest.fixture(scope="session")
-def gepa_judge_lm(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Any:
+def gepa_judge_lm(pytestconfig: pytest.Config, gepa_task_lm: Any) -> Any:
     """The LM that scores rubric criteria (``--gepa-judge-lm``); defaults to the task LM."""
     model = _settings(pytestconfig).judge_lm
-    return _role_lm(pytestconfig, "judge", model) if model else request.getfixturevalue("gepa_task_lm")
+    return _role_lm(pytestconfig, "judge", model) if model else gepa_task_lm
 
 
 @pytest.fixture
@@ -279,6 +314,13 @@ def gepa_rubric(request: pytest.FixtureRequest) -> Callable[..., Rubric]:
     return load
 
 
+def _param_id(node: Any, model: str) -> str:
+    """The model parameter's part of the node id: the model string itself for ``--gepa-task-lm``
+    models; for a parametrized override's non-text parameters, whatever the id has in brackets."""
+    param = node.callspec.params["gepa_task_lm"]
+    return model if isinstance(param, str) else node.callspec.id
+
+
 def _progress_writer(config: pytest.Config) -> Callable[[str], None]:
     """Progress lines reach the terminal even while pytest captures the test's output."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -296,17 +338,31 @@ def _progress_writer(config: pytest.Config) -> Callable[[str], None]:
     return write
 
 
+def _lm_getter(request: pytest.FixtureRequest) -> Callable[[str], Any]:
+    def get_lm(role: str) -> Any:
+        lm = request.getfixturevalue(f"gepa_{role}_lm")
+        if _is_missing(lm):
+            lm.fail()
+        return lm
+
+    return get_lm
+
+
 @pytest.fixture
-def gepa(request: pytest.FixtureRequest) -> Generator[GepaHandle, None, None]:
-    """This test's build-step handle: ``gepa.compile(...)`` and ``gepa.gate(...)``."""
+def gepa(request: pytest.FixtureRequest, gepa_task_lm: Any) -> Generator[GepaHandle, None, None]:
+    """This test's build-step handle: ``gepa.compile(...)`` and ``gepa.gate(...)``. It requests
+    ``gepa_task_lm`` by name so that a parametrized override of it makes a model matrix."""
+    from pytest_gepa.artifact.paths import without_param
     from pytest_gepa.build.handle import GepaHandle
     from pytest_gepa.build.target import BuildContext
 
     config = request.config
+    model = matrix_model(request.node)
+    nodeid = request.node.nodeid
     handle = GepaHandle(BuildContext(
-        nodeid=request.node.nodeid, test_file=Path(request.path), rootdir=config.rootpath,
-        session=config.stash[SESSION_KEY], get_lm=lambda role: request.getfixturevalue(f"gepa_{role}_lm"),
-        progress=_progress_writer(config),
+        nodeid=nodeid, test_file=Path(request.path), rootdir=config.rootpath,
+        session=config.stash[SESSION_KEY], get_lm=_lm_getter(request), progress=_progress_writer(config),
+        model=model, base_nodeid=None if model is None else without_param(nodeid, _param_id(request.node, model)),
     ))
     yield handle
     try:
@@ -315,7 +371,9 @@ def gepa(request: pytest.FixtureRequest) -> Generator[GepaHandle, None, None]:
         # JUnit XML (and anything else reading user_properties) gets each target's outcome.
         for report in handle.reports:
             prefix = "gepa" if len(handle.reports) == 1 else f"gepa[{report.name}]"
-            for key, value in (("score", report.score), ("min_score", report.min_score),
+            for key, value in (("model", report.model if report.matrix_target else None),
+                               ("transfer_from", report.transfer_from), ("score", report.score),
+                               ("min_score", report.min_score),
                                ("max_drop", report.max_drop), ("recorded", report.recorded),
                                ("drop", report.drop), ("status", report.status)):
                 if value is not None:

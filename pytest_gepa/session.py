@@ -36,6 +36,8 @@ class GepaSession:
     collected: dict[str, set[str]] = field(default_factory=dict)
     partial: set[str] = field(default_factory=set)
     ran: set[str] = field(default_factory=set)
+    # In a model matrix: each collected test's model (its files are <name>@<model-slug>.*).
+    models: dict[str, str] = field(default_factory=dict)
     report_problem: str | None = None  # why --gepa-report could not be written
     # pytest's cache (None under -p no:cacheprovider): where compile state is kept, out of git.
     cache: pytest.Cache | None = None
@@ -107,17 +109,25 @@ class GepaSession:
         if self.settings.record and cassette is not None and cassette.entries:
             cassette.save()
 
+    def test_stem(self, nodeid: str) -> str:
+        """The stem of a test's own files (its cassette): its name, and in a matrix ``@<model-slug>``
+        of the model, so the test and its default target share one cassette as without a matrix."""
+        from pytest_gepa.artifact.paths import default_name, file_stem, without_param
+
+        model = self.models.get(nodeid)
+        return file_stem(default_name(nodeid if model is None else without_param(nodeid, model)), model)
+
     def unused_files(self) -> list[Path]:
         """Artifacts and cassettes of wholly run test files that no target of this run owns."""
-        from pytest_gepa.artifact.paths import default_name
         from pytest_gepa.artifact.store import unused_files
 
         owners: dict[tuple[Path, str], set[str]] = {}
         for report in self.reports:
             test_file = report.nodeid.split("::")[0]
             # A test's own cassette (LM calls outside compile/gate) carries the test's name.
-            tests = {default_name(nodeid) for nodeid in self.collected.get(test_file, ())}
-            owners.setdefault((Path(report.artifact).parent, test_file), set()).update({report.name, *tests})
+            tests = {self.test_stem(nodeid) for nodeid in self.collected.get(test_file, ())}
+            stem = Path(report.artifact).name.removesuffix(".json")
+            owners.setdefault((Path(report.artifact).parent, test_file), set()).update({stem, *tests})
         found: list[Path] = []
         for (directory, test_file), names in sorted(owners.items()):
             if self.ran_whole(test_file):
@@ -130,8 +140,9 @@ class GepaSession:
         return bool(tests) and test_file not in self.partial and tests <= self.ran
 
     def sorted_reports(self) -> list[TargetReport]:
-        """In node-id order, so the summary and the report read the same with or without xdist."""
-        return sorted(self.reports, key=lambda r: (r.nodeid, r.name))
+        """In node-id order, so the summary and the report read the same with or without xdist; a
+        matrix target's models next to each other, by model name."""
+        return sorted(self.reports, key=lambda r: (r.matrix_target or r.nodeid, r.model or "", r.nodeid, r.name))
 
 
 SESSION_KEY = pytest.StashKey[GepaSession]()

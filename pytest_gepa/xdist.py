@@ -32,6 +32,7 @@ class WorkerReports:
             "reports": [report.to_dict() for report in session.reports],
             "collected": {path: sorted(ids) for path, ids in session.collected.items()},
             "partial": sorted(session.partial),
+            "models": dict(session.models),
         }
 
 
@@ -50,6 +51,7 @@ class ControllerReports:
         for path, ids in output.get("collected", {}).items():
             session.collected.setdefault(path, set()).update(ids)
         session.partial.update(output.get("partial", []))
+        session.models.update(output.get("models", {}))
 
 
 def register(config: pytest.Config) -> None:

@@ -186,7 +186,7 @@ def test_markdown_is_a_table_with_a_row_per_target_then_regressions(reports: lis
     assert FAILED_MESSAGE in regressions
     assert "test_answer" not in regressions and "test_route" not in regressions
     steps = text[text.index("### Next steps"):]
-    assert "`pytest --gepa-compile tests/test_triage.py::test_triage[a|b]`" in steps
+    assert "`pytest --gepa-compile 'tests/test_triage.py::test_triage[a|b]'`" in steps  # quoted: | is a pipe
     assert "\\*gepa\\_artifacts\\*" in steps  # literal, not emphasis
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from pytest_gepa.artifact import provenance, serializer
 from pytest_gepa.artifact.model import Artifact
+from pytest_gepa.artifact.paths import file_stem
+from pytest_gepa.artifact.store import ArtifactStore
 from pytest_gepa.build.scoring import (
     GateFailure,
     GateResult,
@@ -27,9 +29,7 @@ def load(ctx: BuildContext, target: Target, program: Any) -> Any:
     """Gate mode's ``gepa.compile``: the artifact loaded into ``program``, which is returned."""
     store = target.store
     if not store.exists():
-        target.report.status = "missing"
-        raise ArtifactError(f"No compiled artifact for {ctx.nodeid!r} at '{store.path}'. "
-                            f"Run `{ctx.compile_command()}` to create it.")
+        store = _transfer_source(ctx, target)
     try:
         artifact = store.read()
     except ArtifactError as exc:
@@ -41,6 +41,8 @@ def load(ctx: BuildContext, target: Target, program: Any) -> Any:
     report.trajectory = list(artifact.optimizer.trajectory)
     devset = artifact.scores.devset
     report.resolution = devset.resolution if devset is not None else None
+    if target.transfer_from is not None:
+        report.artifact, report.mode = str(store.path), "transfer"
     check_stale(ctx, target, artifact)
     try:
         serializer.load_program(program, artifact.program, where=str(store.path))
@@ -51,14 +53,52 @@ def load(ctx: BuildContext, target: Target, program: Any) -> Any:
     return program
 
 
+def _this_model(ctx: BuildContext, target: Target) -> str | None:
+    return ctx.model or ctx.settings.task_lm or target.lms.model("task")
+
+
+def _transfer_source(ctx: BuildContext, target: Target) -> ArtifactStore:
+    """A missing artifact: under ``--gepa-transfer FROM`` the one compiled for model FROM (as
+    ``<name>@<FROM-slug>.json``, or the plain ``<name>.json`` when FROM compiled it alone), else the
+    failure that names the command making it."""
+    source, model = ctx.settings.transfer, _this_model(ctx, target)
+    missing = f"No compiled artifact for {ctx.nodeid!r} at '{target.store.path}'"
+    if source is None or source == model:
+        target.report.status = "missing"
+        hint = (" (or gate it with another model's artifact: --gepa-transfer MODEL)"
+                if ctx.model is not None else "")
+        raise ArtifactError(f"{missing}. Run `{ctx.compile_command()}` to create it{hint}.")
+    folder = target.store.path.parent
+    tried = [folder / f"{file_stem(target.name, source)}.json", folder / f"{target.name}.json"]
+    for path in tried:
+        store = ArtifactStore(path)
+        if store.exists() and (path == tried[0] or _compiled_for(store) == source):
+            target.transfer_from = target.report.transfer_from = source
+            ctx.progress(f"{ctx.nodeid}: no artifact for {model!r}; gating the one compiled for {source!r} "
+                         f"('{path}')")
+            return store
+    target.report.status = "missing"
+    raise ArtifactError(f"{missing}, and --gepa-transfer {source!r} found no artifact compiled for {source!r} "
+                        f"(looked for '{tried[0]}' and '{tried[1]}'). Run `{ctx.compile_command()}` to "
+                        "create one for this model.")
+
+
+def _compiled_for(store: ArtifactStore) -> str | None:
+    try:
+        return store.read().provenance.models.get("task")
+    except ArtifactError:
+        return None
+
+
 def stale_reasons(ctx: BuildContext, target: Target, artifact: Artifact) -> list[str]:
-    """Why ``artifact`` no longer fits this target: another node id, the program as written, the model."""
+    """Why ``artifact`` no longer fits this target: another node id, the program as written, the model.
+    A transferred artifact was compiled for another test and model on purpose: only its program must fit."""
     reasons = []
-    if artifact.target != ctx.nodeid:
+    if artifact.target != ctx.nodeid and target.transfer_from is None:
         reasons.append(f"it was compiled for {artifact.target!r}, not {ctx.nodeid!r}")
     reasons += provenance.shape_changes(artifact.provenance.structure, target.seed_shape)
     recorded_model, task_model = artifact.provenance.models.get("task"), target.lms.model("task")
-    if recorded_model != task_model:
+    if recorded_model != task_model and target.transfer_from is None:
         reasons.append(f"task model changed from {recorded_model!r} to {task_model!r}")
     return reasons
 
@@ -84,7 +124,7 @@ def check_stale(ctx: BuildContext, target: Target, artifact: Artifact) -> None:
 
 def raise_stale(ctx: BuildContext, target: Target, reasons: list[str]) -> None:
     target.report.status = "stale"
-    raise StaleArtifactError(f"The artifact '{target.store.path}' is stale: " + "; ".join(reasons)
+    raise StaleArtifactError(f"The artifact '{target.report.artifact}' is stale: " + "; ".join(reasons)
                              + f". Run `{ctx.compile_command()}` to recompile it.")
 
 
@@ -110,10 +150,27 @@ def gate_artifact(ctx: BuildContext, target: Target, program: Any, devset: Seque
     if note:
         # Warned about when compiling; on every gate it is shown in the summary and reports only.
         target.report.warnings.append(note)
-    conclude(ctx, target, verdict, caller, what="gate")
+    transfer = transfer_note(ctx, target) if target.transfer_from is not None else None
+    if transfer:
+        target.report.warnings.append(transfer)
+    try:
+        conclude(ctx, target, verdict, caller, what="gate")
+    except GateFailure as failure:  # --gepa-strict on an inconclusive transfer: say what survived
+        raise GateFailure(f"{failure}\n{transfer}" if transfer else str(failure)) from None
     if verdict.status == "failed":
-        raise GateFailure(f"gepa gate failed for {ctx.nodeid} [{target.name}]:\n{verdict.explain()}")
+        raise GateFailure(f"gepa gate failed for {ctx.nodeid} [{target.name}]:\n{verdict.explain()}"
+                          + (f"\n{transfer}" if transfer else ""))
     return gate_result(evaluation, verdict)
+
+
+def transfer_note(ctx: BuildContext, target: Target) -> str:
+    """How much of the borrowed artifact's score survived the swap, and the command that compiles
+    for this model: ``kept 0.91 of 0.95 on openai/new-model; compile for it with ...``."""
+    report = target.report
+    kept = "-" if report.score is None else f"{report.score:.2f}"
+    of = "-" if report.recorded is None else f"{report.recorded:.2f}"
+    return (f"kept {kept} of {of} on {_this_model(ctx, target)} with the artifact compiled for "
+            f"{target.transfer_from}; compile for it with `{ctx.compile_command()}`")
 
 
 def conclude(ctx: BuildContext, target: Target, verdict: Verdict, caller: tuple[str, int] | None, *,

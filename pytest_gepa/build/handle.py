@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pytest_gepa.artifact import provenance
-from pytest_gepa.artifact.paths import artifact_folder, default_name
+from pytest_gepa.artifact.paths import artifact_folder, default_name, file_stem
 from pytest_gepa.artifact.store import ArtifactStore
 from pytest_gepa.build import compile as compile_flow
 from pytest_gepa.build import gate as gate_flow
@@ -22,7 +22,7 @@ from pytest_gepa.build.scoring import GateResult, Thresholds
 from pytest_gepa.build.target import BuildContext, Target
 from pytest_gepa.errors import GepaError, OptimizerError, redact
 from pytest_gepa.metrics import Metric
-from pytest_gepa.report.model import TargetReport
+from pytest_gepa.report.model import TargetReport, label_of
 
 
 def _caller() -> tuple[str, int] | None:
@@ -106,12 +106,16 @@ class GepaHandle:
             if self._targets:
                 raise GepaError("this test compiles more than one program: give each a name, "
                                 "gepa.compile(..., name='...')")
-            name = default_name(ctx.nodeid)
+            # In a matrix the name leaves the model out: the file says it after the '@'.
+            name = default_name(ctx.base_nodeid or ctx.nodeid)
         if name in self._targets:
             raise GepaError(f"this test already compiled a program named {name!r}; names must be unique")
-        path = artifact_folder(ctx.test_file, ctx.rootdir, ctx.settings.artifact_dir) / f"{name}.json"
+        folder = artifact_folder(ctx.test_file, ctx.rootdir, ctx.settings.artifact_dir)
+        path = folder / f"{file_stem(name, ctx.model)}.json"
         ctx.session.claim(path, ctx.nodeid)
-        report = TargetReport(nodeid=ctx.nodeid, name=name, mode=ctx.settings.mode, artifact=str(path))
+        report = TargetReport(nodeid=ctx.nodeid, name=name, mode=ctx.settings.mode, artifact=str(path),
+                              model=ctx.model, matrix_target=None if ctx.model is None else
+                              label_of(ctx.base_nodeid or ctx.nodeid, name), compile_flags=ctx.compile_flags())
         ctx.session.reports.append(report)
         cassette = ctx.session.open_target_cassette(path, ctx.nodeid)
         lms = TargetLMs(get_lm=ctx.get_lm, meter=ctx.session.meter, cassette=cassette,
@@ -143,7 +147,7 @@ class GepaHandle:
         report.lm_calls = {role: counter.calls for role, counter in used.items()}
         report.tokens = {role: counter.prompt_tokens + counter.completion_tokens for role, counter in used.items()}
         report.cost_usd = target.lms.cost(used) if any(counter.calls for counter in used.values()) else None
-        report.model = target.lms.models.get("task")
+        report.model = target.lms.models.get("task") or report.model
         if target.cassette is not None and self._ctx.settings.replay:
             report.replayed = target.cassette.replayed
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,13 +35,27 @@ class BuildContext:
     session: GepaSession
     get_lm: Callable[[str], Any]
     progress: Callable[[str], None]
+    # In a model matrix: this test's model (its gepa_task_lm parameter) and its node id without it.
+    model: str | None = None
+    base_nodeid: str | None = None
 
     @property
     def settings(self) -> Settings:
         return self.session.settings
 
+    def compile_flags(self) -> str:
+        """``--gepa-task-lm`` with this run's models, this one first, when this test is one model
+        of a matrix: one model alone is no matrix (its file would have no ``@model``)."""
+        models = self.settings.task_lms
+        if self.model is None or len(models) < 2:
+            return ""
+        ordered = [self.model, *(model for model in models if model != self.model)]
+        return f"--gepa-task-lm {shlex.quote(','.join(ordered))}"
+
     def compile_command(self) -> str:
-        return f"pytest --gepa-compile {self.nodeid}"
+        """The command that compiles this test (for this model, in a matrix)."""
+        flags = self.compile_flags()
+        return f"pytest --gepa-compile {flags + ' ' if flags else ''}{shlex.quote(self.nodeid)}"
 
 
 @dataclass
@@ -66,6 +81,7 @@ class Target:
     gated: bool = False
     judge_errors_before: int = 0
     caller: tuple[str, int] | None = None  # the user's line that called gepa.compile, for warnings
+    transfer_from: str | None = None  # gate: the model whose artifact this model borrowed (--gepa-transfer)
 
     def warn(self, message: str, caller: tuple[str, int] | None = None) -> None:
         """A ``GepaWarning`` shown at the user's line (not inside the plugin), and kept for the report."""

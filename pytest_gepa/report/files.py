@@ -50,6 +50,9 @@ JSON fields (schema ``pytest-gepa-report/1``)::
       resolution     the smallest drop this devset can detect (recorded at compile), or null
       baseline       validation score of the unoptimized program (compile only), or null
       model          the task model of this row (one row per target and model), or null
+      matrix_target  in a model matrix, the target without its model (the matrix view's row), or null
+      transfer_from  --gepa-transfer: the model whose artifact was gated on this row's model, or null
+      compile_flags  what the compile command needs besides the node id (a matrix's --gepa-task-lm), or ""
       lm_calls       LM calls of this target by role: {"task": n, "reflection": n, "judge": n}
       replayed       LM calls answered from the cassette (--gepa-replay), or null
       tokens         tokens (prompt + completion) of this target by role, same keys
@@ -103,6 +106,7 @@ from pytest_gepa.report.model import (
     fields,
     label,
     lost_examples,
+    model_matrix,
     num,
     ordered_examples,
     verdict_facts,
@@ -237,6 +241,7 @@ def render_markdown(reports: Sequence[TargetReport], *, meta: dict[str, Any]) ->
     summed = totals(reports)
     lines += ["", f"{summed['passed']} of {summed['targets']} targets passed; "
               f"{CALLS_LEGEND[:-1]}; total cost {num(summed['cost_usd'], '${:.4f}')}."]
+    lines += _md_matrix(reports)
     lines += _md_verdicts(reports)
     lines += _md_regressed_examples(reports)
     regressed = [report for report in reports if report.status in REGRESSED_STATUSES]
@@ -254,6 +259,19 @@ def render_markdown(reports: Sequence[TargetReport], *, meta: dict[str, Any]) ->
             prose, command = split_command(step)
             lines.append(f"- {_md_text(prose)}" + (f" {_md_code(command, in_table=False)}" if command else ""))
     return "\n".join(lines) + "\n"
+
+
+def _md_matrix(reports: Sequence[TargetReport]) -> list[str]:
+    """Targets as rows, task models as columns: each cell the score and status on that model."""
+    models, rows = model_matrix(reports)
+    if not rows:
+        return []
+    lines = ["", "### Model matrix", "", "| target | " + " | ".join(_md_code(m, in_table=True) for m in models) + " |",
+             "|---|" + "---|" * len(models)]
+    for target, row in rows:
+        texts = ["-" if cell is None else _md_text(cell.text) for cell in row]
+        lines.append(f"| {_md_code(target, in_table=True)} | " + " | ".join(texts) + " |")
+    return lines
 
 
 def _md_verdicts(reports: Sequence[TargetReport]) -> list[str]:

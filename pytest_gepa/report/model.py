@@ -62,6 +62,9 @@ class TargetReport:
     lm_errors: list[dict[str, str]] = field(default_factory=list)  # [{"id", "error"}] of the unscored
     replayed: int | None = None  # LM calls answered from the cassette (under --gepa-replay)
     model: str | None = None  # the task model this row gated (one row per target and model)
+    matrix_target: str | None = None  # in a model matrix: the target without its model (the matrix row)
+    transfer_from: str | None = None  # --gepa-transfer: the model whose artifact was gated on this one
+    compile_flags: str = ""  # what the compile command needs besides the node id (a matrix's models)
     warnings: list[str] = field(default_factory=list)  # inconclusive verdicts, resolution notes
 
     @property
@@ -96,9 +99,14 @@ def num(value: float | None, fmt: str = "{:.3f}") -> str:
     return fmt.format(value)
 
 
+def label_of(nodeid: str, name: str) -> str:
+    """The node id, with the target's name when the node id does not already say it."""
+    return nodeid if name in nodeid else f"{nodeid} [{name}]"
+
+
 def label(report: TargetReport) -> str:
     """The node id, with the target's name when the node id does not already say it."""
-    return report.nodeid if report.name in report.nodeid else f"{report.nodeid} [{report.name}]"
+    return label_of(report.nodeid, report.name)
 
 
 def percent(confidence: float) -> str:
@@ -167,6 +175,38 @@ def verdict_facts(report: TargetReport) -> list[tuple[str, str]]:
     if report.replayed is not None:
         facts.append(("replayed", f"{report.replayed} LM calls from the cassette"))
     return facts
+
+
+@dataclass(frozen=True)
+class MatrixCell:
+    """One target on one model: its score and status, and its row (1-based) in the summary table."""
+
+    score: str
+    status: str
+    index: int
+    transfer_from: str | None = None
+
+    @property
+    def text(self) -> str:
+        """``1.000 passed``; a transferred artifact says whose: ``0.800 failed (from openai/a)``."""
+        return f"{self.score} {self.status}" + (f" (from {self.transfer_from})" if self.transfer_from else "")
+
+
+def model_matrix(reports: Sequence[TargetReport]) -> tuple[list[str], list[tuple[str, list[MatrixCell | None]]]]:
+    """The model-matrix view: targets as rows (in report order), task models as columns (by name), a
+    cell per target and model; empty when no target ran in a matrix."""
+    models: list[str] = []
+    rows: dict[str, dict[str, MatrixCell]] = {}
+    for index, report in enumerate(reports, 1):
+        if report.matrix_target is None:
+            continue
+        model = report.model or "?"
+        if model not in models:
+            models.append(model)
+        rows.setdefault(report.matrix_target, {})[model] = MatrixCell(num(report.score), report.status, index,
+                                                                      report.transfer_from)
+    models.sort()
+    return models, [(target, [cells.get(model) for model in models]) for target, cells in rows.items()]
 
 
 # -- examples ------------------------------------------------------------------------------------

@@ -15,12 +15,14 @@ from pytest_gepa.errors import one_line
 from pytest_gepa.report.model import (
     OK_STATUSES,
     ROLES,
+    MatrixCell,
     TargetReport,
     example_kind,
     fields,
     is_number,
     label,
     lost_examples,
+    model_matrix,
     num,
     ordered_examples,
     verdict_facts,
@@ -37,12 +39,22 @@ def render_html(reports: Sequence[TargetReport], *, meta: dict[str, Any], totals
     steps = [dict(zip(("prose", "command"), split_command(step), strict=True)) for step in next_steps(reports)]
     summary = [{"index": index, "cells": cells(report), "status_class": status_class(report.status)}
                for index, report in enumerate(reports, 1)]
+    models, matrix_rows = model_matrix(reports)
+    matrix = {"models": models, "rows": [{"target": target, "cells": [_matrix_cell(cell) for cell in row]}
+                                         for target, row in matrix_rows]}
     text: str = _template().render(
-        csp=CSP, meta_line=meta_line(meta), header=header(reports), summary=summary, steps=steps,
+        csp=CSP, meta_line=meta_line(meta), header=header(reports), summary=summary, steps=steps, matrix=matrix,
         totals=totals, total_cost=num(totals.get("cost_usd"), "${:.4f}"), calls_legend=CALLS_LEGEND,
         targets=[_target_view(index, report) for index, report in enumerate(reports, 1)],
     )
     return text
+
+
+def _matrix_cell(cell: MatrixCell | None) -> dict[str, Any] | None:
+    if cell is None:
+        return None
+    return {"score": cell.score, "text": cell.text.removeprefix(cell.score + " "), "index": cell.index,
+            "class": status_class(cell.status)}
 
 
 @functools.lru_cache(maxsize=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 
 from pytest_gepa.errors import one_line
@@ -122,15 +123,15 @@ def next_steps(reports: Sequence[TargetReport]) -> list[str]:
 
     A line that names a command puts two spaces before ``pytest``: the report files show it as code.
     """
-    to_compile = sorted({r.nodeid for r in reports if r.status in NEEDS_COMPILE_STATUSES})
-    regressed = sorted({r.nodeid for r in reports if r.status in REGRESSED_STATUSES})
+    to_compile = [r for r in reports if r.status in NEEDS_COMPILE_STATUSES]
+    regressed = [r for r in reports if r.status in REGRESSED_STATUSES]
     inconclusive = sorted({r.nodeid for r in reports if r.status == "inconclusive"})
     lines = []
     if to_compile:
-        lines.append("Next: create or refresh the artifacts with  pytest --gepa-compile " + " ".join(to_compile))
+        lines.append("Next: create or refresh the artifacts with  " + compile_command(to_compile))
     if regressed:
         lines.append("Regressed: review the examples above, then fix the prompt, data or model, or "
-                     "recompile with  pytest --gepa-compile " + " ".join(regressed))
+                     "recompile with  " + compile_command(regressed))
     if inconclusive:
         lines.append(f"Inconclusive: {' '.join(inconclusive)} missed a threshold by less than the evidence can "
                      "tell; add examples or raise gepa_samples; --gepa-strict makes it fail.")
@@ -139,6 +140,14 @@ def next_steps(reports: Sequence[TargetReport]) -> list[str]:
     if not lines and reports and all(r.status == "passed" for r in reports):
         lines.append("All gates passed.")
     return lines
+
+
+def compile_command(reports: Sequence[TargetReport]) -> str:
+    """``pytest --gepa-compile`` of these targets' tests; a model matrix keeps its ``--gepa-task-lm``
+    (every row of one run names the same models), so each test keeps its ``@model`` file."""
+    flags = next((r.compile_flags for r in reports if r.compile_flags), "")
+    nodeids = sorted({shlex.quote(r.nodeid) for r in reports})
+    return " ".join(["pytest --gepa-compile", *([flags] if flags else []), *nodeids])
 
 
 def split_command(line: str) -> tuple[str, str | None]:

@@ -220,12 +220,33 @@ def true_category(ticket: str) -> str:
     return keyword_category(ticket) or "technical"
 
 
-def classify(ticket: str, instruction: str) -> tuple[str, str]:
+@dataclass(frozen=True)
+class StudentModel:
+    """How one task model of the world differs: the conventions it knows without being told, and
+    the stated house rules it does not follow (for the model matrix: per-model artifacts differ)."""
+
+    knows: tuple[str, ...] = ()
+    ignores: tuple[str, ...] = ()
+
+
+# "task" learns every rule it is told; "task-pro" already knows two, so its compiled instruction
+# states three; "task-lite" follows fewer house rules: two it is told make no difference to it.
+STUDENT_MODELS: dict[str, StudentModel] = {
+    "task": StudentModel(),
+    "task-pro": StudentModel(knows=("damage-on-arrival", "two-factor")),
+    "task-lite": StudentModel(ignores=("subscription", "address-change")),
+}
+
+
+def classify(ticket: str, instruction: str, model: StudentModel | None = None) -> tuple[str, str]:
     """The scripted student's (category, reasoning) for ``ticket`` under ``instruction``."""
+    model = model or StudentModel()
     convention = find_convention(ticket)
     if convention is not None:
         cue = convention.cue_in(ticket)
-        if convention.stated_in(instruction):
+        if convention.key in model.knows:
+            return convention.category, f"Tickets about '{cue}' are {convention.category}, as everyone knows."
+        if convention.stated_in(instruction) and convention.key not in model.ignores:
             return (
                 convention.category,
                 f"The instructions say that tickets about '{cue}' are {convention.category}.",
@@ -316,13 +337,14 @@ def triage_metric(
 class TriageStudent(Skill):
     """The task model: right on easy tickets, right on tricky ones only when instructed."""
 
-    roles = ("task",)
+    roles = tuple(STUDENT_MODELS)
 
     def matches(self, prompt: Prompt) -> bool:
         return "ticket" in prompt.inputs and "category" in prompt.output_names
 
     def answer(self, prompt: Prompt) -> dict[str, Any]:
-        category, reasoning = classify(prompt.inputs["ticket"], prompt.instruction)
+        model = STUDENT_MODELS.get(prompt.role, StudentModel())
+        category, reasoning = classify(prompt.inputs["ticket"], prompt.instruction, model)
         return {"reasoning": reasoning, "category": category}
 
     def truth(self, prompt: Prompt) -> Truth:
