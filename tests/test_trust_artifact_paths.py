@@ -5,6 +5,7 @@ over from another test is stale."""
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 
 import pytest
@@ -80,17 +81,23 @@ TWO_NAMED_ALIKE = (HEADER + "\ndef test_one(gepa, gepa_examples):\n" + _body(" "
                    + "\ndef test_two(gepa, gepa_examples):\n" + _body(" " * 4, name="shared"))
 
 
-def test_two_targets_resolving_to_one_file_is_an_error_naming_both(triage_project: TriageProject) -> None:
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_two_targets_resolving_to_one_file_is_an_error_naming_both(triage_project: TriageProject,
+                                                                   workers: list[str]) -> None:
     triage_project.write_test(source=TWO_NAMED_ALIKE)
-    result = triage_project.compile()
+    result = triage_project.compile(*workers)
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines([
-        "GepaError: 'test_triage.py::test_two' and 'test_triage.py::test_one' both resolve to the artifact "
-        "'*gepa_artifacts/test_triage/shared.json'; give one of them its own name with gepa.compile(..., name='...')",
-    ])
-    # The file is the first target's alone.
+    found = re.search(r"GepaError: '(test_triage.py::test_\w+)' and '(test_triage.py::test_\w+)' both resolve to "
+                      r"the artifact '\S*gepa_artifacts/test_triage/shared.json'; give one of them its own name "
+                      r"with gepa.compile\(..., name='...'\)", result.stdout.str())
+    assert found, result.stdout.str()
+    loser, winner = found.groups()
+    assert {loser, winner} == {"test_triage.py::test_one", "test_triage.py::test_two"}
+    if not workers:
+        assert winner == "test_triage.py::test_one"  # in file order, the first claims the file
+    # The file is the first claimant's alone: the other target never wrote it.
     artifact = triage_project.root / "gepa_artifacts" / "test_triage" / "shared.json"
-    assert json.loads(artifact.read_text())["target"] == "test_triage.py::test_one"
+    assert json.loads(artifact.read_text())["target"] == winner
 
 
 def test_an_artifact_compiled_for_another_test_is_stale_naming_both(triage_project: TriageProject) -> None:
