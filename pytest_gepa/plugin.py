@@ -123,14 +123,15 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
 
 
 class RanTests:
-    """A test ran when its call phase did (a skipped test never reaches it); on the xdist
-    controller this sees every worker's tests."""
+    """A test ran when its call phase did and did not skip: a test that calls ``pytest.skip``
+    (or xfails) may stop before its ``gepa.compile``, and the artifact it names is still in use.
+    On the xdist controller this sees every worker's tests."""
 
     def __init__(self, session: GepaSession) -> None:
         self.session = session
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when == "call":
+        if report.when == "call" and not report.skipped:
             self.session.ran.add(report.nodeid)
 
 

@@ -27,6 +27,9 @@ class GepaSession:
     reports: list[TargetReport] = field(default_factory=list)
     # Which node id owns each artifact path: two targets of one run must never share a file.
     owners: dict[Path, str] = field(default_factory=dict)
+    # On an xdist worker: the folder where every worker of the run claims its artifact paths, so
+    # two targets on different workers cannot share a file either.
+    claims_dir: Path | None = None
     cassettes: dict[Path, Cassette] = field(default_factory=dict)
     # The cassette of the test running now, for LMs used outside compile/gate (record / replay).
     test_cassette_path: Path | None = None
@@ -66,6 +69,8 @@ class GepaSession:
         """Make ``path`` this node id's; a second target resolving to the same file is an error."""
         key = path.resolve()
         owner = self.owners.setdefault(key, nodeid)
+        if owner == nodeid and self.claims_dir is not None:
+            owner = _claim_across_workers(self.claims_dir, key, nodeid)
         if owner != nodeid:
             raise GepaError(f"{nodeid!r} and {owner!r} both resolve to the artifact '{path}'; give one of them "
                             "its own name with gepa.compile(..., name='...')")
@@ -143,6 +148,26 @@ class GepaSession:
         """In node-id order, so the summary and the report read the same with or without xdist; a
         matrix target's models next to each other, by model name."""
         return sorted(self.reports, key=lambda r: (r.matrix_target or r.nodeid, r.model or "", r.nodeid, r.name))
+
+
+def _claim_across_workers(claims_dir: Path, key: Path, nodeid: str) -> str:
+    """The node id that owns ``key`` in the whole run: the first worker to link its claim file wins
+    (``os.link`` is atomic and never replaces, so a claim is complete whenever it is visible)."""
+    import hashlib
+    import os
+    import tempfile
+
+    claim = claims_dir / hashlib.sha256(str(key).encode()).hexdigest()
+    fd, draft = tempfile.mkstemp(dir=claims_dir, prefix=".draft-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(nodeid)
+        os.link(draft, claim)
+    except FileExistsError:
+        return claim.read_text(encoding="utf-8")
+    finally:
+        os.unlink(draft)
+    return nodeid
 
 
 SESSION_KEY = pytest.StashKey[GepaSession]()

@@ -5,6 +5,9 @@ xdist is installed and active."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +15,7 @@ import pytest
 from pytest_gepa.session import SESSION_KEY
 
 WORKEROUTPUT_KEY = "pytest_gepa_reports"
+CLAIMS_KEY = "pytest_gepa_claims"  # workerinput: the folder where workers claim artifact paths
 
 
 def is_worker(config: pytest.Config) -> bool:
@@ -41,6 +45,15 @@ class ControllerReports:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self.claims = Path(tempfile.mkdtemp(prefix="pytest-gepa-claims-"))
+
+    def pytest_configure_node(self, node: Any) -> None:
+        """Every worker claims its artifact paths in one shared folder: two targets of one run on
+        different workers must not write the same file."""
+        node.workerinput[CLAIMS_KEY] = str(self.claims)
+
+    def pytest_unconfigure(self) -> None:
+        shutil.rmtree(self.claims, ignore_errors=True)
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         from pytest_gepa.report.model import TargetReport
@@ -58,5 +71,8 @@ def register(config: pytest.Config) -> None:
     """Add the worker or controller half when xdist is in play (the caller checked it is installed)."""
     if is_worker(config):
         config.pluginmanager.register(WorkerReports(config), "gepa-xdist-worker")
+        claims = config.workerinput.get(CLAIMS_KEY)  # type: ignore[attr-defined]
+        if claims:
+            config.stash[SESSION_KEY].claims_dir = Path(claims)
     elif getattr(config.option, "numprocesses", None) or getattr(config.option, "dist", "no") != "no":
         config.pluginmanager.register(ControllerReports(config), "gepa-xdist-controller")

@@ -128,8 +128,14 @@ def _subprocess_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_a_replayed_gate_imports_no_litellm(http_project: TriageProject, scripted_server: world.ScriptedServer,
-                                            monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+                                            monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                            request: pytest.FixtureRequest) -> None:
+    import dspy
+
     conftest = http_project.root / "conftest.py"
+    # The in-process compile below runs that dspy.configure in this very process: put the adapter
+    # back, or every later in-process run here formats (and records) JSONAdapter prompts.
+    request.addfinalizer(lambda adapter=dspy.settings.adapter: dspy.configure(adapter=adapter))
     # JSONAdapter asks the LM what it supports (supported_params, supports_response_schema) before
     # each call; dspy.LM answers that through litellm, so a replay must answer it from the cassette.
     conftest.write_text(conftest.read_text() + "\ndspy.configure(adapter=dspy.JSONAdapter())\n")

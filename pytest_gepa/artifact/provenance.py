@@ -60,8 +60,9 @@ def shape_changes(recorded: dict[str, Shape], now: dict[str, Shape]) -> list[str
                 changes.append(f"predictor {name!r} {side} changed from {getattr(before, side)} to "
                                f"{getattr(after, side)}")
         if before.instructions != after.instructions:
+            old_text, new_text = _around_first_difference(before.instructions, after.instructions)
             changes.append(f"predictor {name!r} seed instruction (the signature's docstring) changed from "
-                           f"{one_line(before.instructions, 80)!r} to {one_line(after.instructions, 80)!r}")
+                           f"{old_text!r} to {new_text!r}")
         for field_name in sorted(before.fields.keys() & after.fields.keys()):
             old, new = before.fields[field_name], after.fields[field_name]
             if old.get("desc") != new.get("desc"):
@@ -71,6 +72,23 @@ def shape_changes(recorded: dict[str, Shape], now: dict[str, Shape]) -> list[str
                 changes.append(f"field {field_name!r} of {name!r}: type changed from {old.get('type')} to "
                                f"{new.get('type')}")
     return changes
+
+
+def _around_first_difference(before: str, after: str, width: int = 80) -> tuple[str, str]:
+    """Both texts on one line, cut to ``width`` around where they first differ: two long
+    docstrings differing near the end must not read as the same text twice."""
+    before, after = one_line(before), one_line(after)
+    if len(before) <= width and len(after) <= width:
+        return before, after
+    same = next((i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b),
+                min(len(before), len(after)))
+    start = max(0, same - width // 2)
+
+    def cut(text: str) -> str:
+        piece = text[start:start + width]
+        return ("..." if start else "") + piece + ("..." if start + width < len(text) else "")
+
+    return cut(before), cut(after)
 
 
 def installed_version(distribution: str) -> str:

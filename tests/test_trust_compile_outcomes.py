@@ -1,0 +1,121 @@
+"""A compile never makes the artifact worse: a tie keeps the current one, a test that fails after
+its gate writes nothing, a test without a gate is held to the ini thresholds, and a rewritten
+artifact takes its stale cassette away, saying so."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import TRIAGE_TEST, TriageProject
+from test_gate import BASE_INSTRUCTION
+
+REJECTED = "test_triage_prompt.rejected.json"
+
+
+def _naive_artifact(project: TriageProject) -> bytes:
+    """The committed artifact with the seed instruction back in place: valid, not stale, ~0.5."""
+    data = json.loads(project.artifact.read_text())
+    data["program"]["predict"]["signature"]["instructions"] = BASE_INSTRUCTION
+    project.artifact.write_text(json.dumps(data, indent=2, sort_keys=True))
+    return project.artifact.read_bytes()
+
+
+def test_recompiling_an_unchanged_target_keeps_the_artifact_byte_identical(triage_project: TriageProject) -> None:
+    first = triage_project.compile("--gepa-record")
+    first.assert_outcomes(passed=1)
+    first.stdout.fnmatch_lines(["*test_triage_prompt*compile*compiled*"])
+    before, cassette = triage_project.artifact.read_bytes(), triage_project.cassette.read_bytes()
+
+    second = triage_project.compile("-W", "default")
+    second.assert_outcomes(passed=1)
+    second.stdout.fnmatch_lines(["*test_triage_prompt*compile*kept*"])
+    assert triage_project.artifact.read_bytes() == before
+    rejected = json.loads((triage_project.artifact.with_name(REJECTED)).read_text())
+    # The tie: the candidate and the current artifact, both scored in this run on the same examples.
+    assert rejected["scores"]["current"]["optimized"] == rejected["scores"]["devset"]["optimized"] == 1.0
+    # The artifact stayed, so its cassette still matches it and stays too.
+    assert triage_project.cassette.read_bytes() == cassette
+    triage_project.run("--gepa-replay").assert_outcomes(passed=1)
+
+
+OWN_ASSERT_FAILS = TRIAGE_TEST.format(min_score=0.5, max_drop=0.5) + "    assert False, 'my own check failed'\n"
+
+
+def test_a_test_failing_its_own_assert_after_the_gate_writes_no_artifact(triage_project: TriageProject) -> None:
+    triage_project.write_test(source=OWN_ASSERT_FAILS)
+    result = triage_project.compile()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*my own check failed*", "*test_triage_prompt*compile*rejected*"])
+    assert not triage_project.artifact.exists()
+    assert triage_project.artifact.with_name(REJECTED).exists()
+
+
+def test_a_test_failing_its_own_assert_leaves_the_current_artifact_byte_identical(
+        triage_project: TriageProject) -> None:
+    triage_project.compile().assert_outcomes(passed=1)
+    naive = _naive_artifact(triage_project)  # a candidate would beat this one, if the test passed
+    triage_project.write_test(source=OWN_ASSERT_FAILS)
+    triage_project.compile().assert_outcomes(failed=1)
+    assert triage_project.artifact.read_bytes() == naive
+
+
+NO_GATE = '''
+import dspy
+from pytest_gepa import metrics
+
+class Triage(dspy.Signature):
+    """Classify the support ticket into one of: billing, claims, technical, account, shipping."""
+    ticket: str = dspy.InputField()
+    category: str = dspy.OutputField()
+
+def test_triage_prompt(gepa, gepa_examples):
+    data = gepa_examples("data/triage.jsonl", inputs=["ticket"])
+    gepa.compile(dspy.ChainOfThought(Triage), data, metric=metrics.exact_match("category"))
+'''
+
+
+def test_a_test_without_a_gate_is_held_to_the_ini_min_score_at_teardown(triage_project: TriageProject) -> None:
+    triage_project.write_test(source=NO_GATE)
+    # A weak candidate (GEPA stops at val 0.6) against a min_score it clearly misses.
+    result = triage_project.compile("-o", "gepa_stop_at=0.6", "-o", "gepa_min_score=0.99", "-o",
+                                    "gepa_confidence=0.6")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*is under min_score 0.990*", "*test_triage_prompt*compile*rejected*"])
+    assert not triage_project.artifact.exists()
+    assert triage_project.artifact.with_name(REJECTED).exists()
+
+
+def test_a_test_without_a_gate_that_meets_the_ini_min_score_is_written(triage_project: TriageProject) -> None:
+    triage_project.write_test(source=NO_GATE)
+    result = triage_project.compile("-o", "gepa_min_score=0.85")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*test_triage_prompt*compile*1.000*compiled*"])
+    assert json.loads(triage_project.artifact.read_text())["scores"]["devset"]["optimized"] == 1.0
+
+
+def test_a_compile_that_rewrites_the_artifact_removes_its_cassette_and_says_so(
+        triage_project: TriageProject) -> None:
+    triage_project.compile("--gepa-record").assert_outcomes(passed=1)
+    assert triage_project.cassette.exists()
+    naive = _naive_artifact(triage_project)  # valid and not stale, but a candidate beats it
+    result = triage_project.compile("-W", "default")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*test_triage_prompt*compile*1.000*compiled*"])
+    assert triage_project.artifact.read_bytes() != naive
+    assert not triage_project.cassette.exists()
+    result.stdout.fnmatch_lines([
+        f"*GepaWarning: test_triage.py::test_triage_prompt [[]test_triage_prompt[]]: removed '{triage_project.cassette}'"
+        ": it held the LM calls of the replaced artifact and no longer matches. Re-record it with "
+        "`pytest --gepa-compile --gepa-record test_triage.py::test_triage_prompt`.*",
+    ])
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_kept_and_rejected_read_the_same_under_xdist(triage_project: TriageProject, workers: list[str]) -> None:
+    triage_project.compile().assert_outcomes(passed=1)
+    before = triage_project.artifact.read_bytes()
+    result = triage_project.compile(*workers)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*test_triage_prompt*compile*kept*"])
+    assert triage_project.artifact.read_bytes() == before
