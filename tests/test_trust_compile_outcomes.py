@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import TRIAGE_TEST, TriageProject
+from conftest import TRIAGE_TEST, TriageProject, literal
 from test_gate import BASE_INSTRUCTION
 
 REJECTED = "test_triage_prompt.rejected.json"
@@ -99,15 +99,15 @@ def test_a_compile_that_rewrites_the_artifact_removes_its_cassette_and_says_so(
     triage_project.compile("--gepa-record").assert_outcomes(passed=1)
     assert triage_project.cassette.exists()
     naive = _naive_artifact(triage_project)  # valid and not stale, but a candidate beats it
-    result = triage_project.compile("-W", "default")
-    result.assert_outcomes(passed=1, warnings=1)
+    result = triage_project.compile()
+    result.assert_outcomes(passed=1)  # a notice in the summary, not a warning a -W error run would fail on
     result.stdout.fnmatch_lines(["*test_triage_prompt*compile*1.000*compiled*"])
     assert triage_project.artifact.read_bytes() != naive
     assert not triage_project.cassette.exists()
     result.stdout.fnmatch_lines([
-        f"*GepaWarning: test_triage.py::test_triage_prompt [[]test_triage_prompt[]]: removed '{triage_project.cassette}'"
-        ": it held the LM calls of the replaced artifact and no longer matches. Re-record it with "
-        "`pytest --gepa-compile --gepa-record test_triage.py::test_triage_prompt`.*",
+        f"test_triage.py::test_triage_prompt: removed '{literal(str(triage_project.cassette))}': it held the LM calls "
+        "of the replaced artifact and no longer matches; re-record it with "
+        "`pytest --gepa-compile --gepa-record test_triage.py::test_triage_prompt`",
     ])
 
 
