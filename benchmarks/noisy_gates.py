@@ -1,6 +1,6 @@
 """Verdicts in real pytest runs against the noisy world: does the simulation of ``verdicts.py`` match?
 
-The triage project (``_project.py``, ``--rows`` 60 gives a test split of 15, the simulation's n=15)
+The triage project (``_project.py``; ``--noisy-rows`` 80 gives a test split of 20, the simulation's n=20)
 is compiled once against the clean world, served by ``python -m world.server`` in a subprocess.
 Then, for each of ``--noisy-seeds`` seeds, a fresh server with the world's noise mode
 (``noise=0.2,borderline=0.25,seed=N``; see ``tests/world/noise.py``) and one pytest session gating

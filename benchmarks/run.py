@@ -57,7 +57,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget", default="light", help="--gepa-budget of both compiles (same auto= / max calls)")
     parser.add_argument("--reruns", type=int, default=400, help="simulated gate reruns per cell (verdicts, noisy)")
     parser.add_argument("--noisy-seeds", type=int, default=5, help="real noisy gates per row (noisy)")
-    parser.add_argument("--noisy-rows", type=int, default=60, help="triage rows of the noisy project (test: 1 in 4)")
+    parser.add_argument("--noisy-rows", type=int, default=80, help="triage rows of the noisy project (80: 20 test)")
     parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md",
                         help="where to write the results (default benchmarks/RESULTS.md); '-' for nowhere")
     parser.add_argument("--json", type=Path, default=None, help="also write every raw measurement to this JSON file")
