@@ -41,6 +41,13 @@ def gepa_reflection_lm():
     return _lm("reflection")
 '''
 
+# JSONAdapter asks its LM whether it supports a response schema before every call; dspy.LM answers
+# that through litellm, so a replay that let the question through would import litellm for it.
+JSON_ADAPTER = '''
+
+dspy.configure(adapter=dspy.JSONAdapter())
+'''
+
 TRIAGE_TEST = '''
 import json
 import os
@@ -128,15 +135,18 @@ GATE_FILE = "test_gate.py"
 
 class TriageHttpProject:
     """The triage target over HTTP in ``root``: its data, test, conftest and artifact paths.
-    ``thresholds`` are the keyword arguments of its ``gepa.gate`` call, as Python source."""
+    ``thresholds`` are the keyword arguments of its ``gepa.gate`` call, as Python source;
+    ``json_adapter`` makes its conftest select dspy's JSONAdapter, as the examples' do."""
 
-    def __init__(self, root: Path, rows: int, thresholds: str = "min_score=0.85, max_drop=0.03") -> None:
+    def __init__(self, root: Path, rows: int, thresholds: str = "min_score=0.85, max_drop=0.03",
+                 json_adapter: bool = False) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         # An ini file pins the rootdir here, so the repository's pyproject.toml (its addopts,
         # filterwarnings=error) never applies to the benchmark project.
         (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
-        (root / "conftest.py").write_text(CONFTEST.lstrip(), encoding="utf-8")
+        conftest = CONFTEST.lstrip() + (JSON_ADAPTER if json_adapter else "")
+        (root / "conftest.py").write_text(conftest, encoding="utf-8")
         test = textwrap.dedent(TRIAGE_TEST).lstrip().replace("GATE_THRESHOLDS", thresholds)
         (root / "test_triage.py").write_text(test, encoding="utf-8")
         self.data = write_split_triage_data(root / "data" / "triage.jsonl", n=rows)

@@ -1,6 +1,7 @@
 """Replay: a replayed one-target gate costs little more than importing dspy.
 
-The triage project (``_project.py``) is compiled and recorded once (``--gepa-compile
+The triage project (``_project.py``, with the examples' JSONAdapter, whose capability questions
+went to litellm before the cassette answered them) is compiled and recorded once (``--gepa-compile
 --gepa-record``) against the scripted server, then gated with ``--gepa-replay``:
 
 * once with the server still up: its request counter must not move (0 LM calls);
@@ -82,7 +83,7 @@ def imported(stderr: str) -> dict[str, int]:
 def bench(ctx: Context) -> None:
     args, report = ctx.args, ctx.report
     workdir = ctx.folder("replay")
-    project = TriageHttpProject(workdir / "project", rows=args.rows)
+    project = TriageHttpProject(workdir / "project", rows=args.rows, json_adapter=True)
     dspy_only = write_dspy_only_suite(workdir / "dspy-only")
     env = base_env(workdir)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
