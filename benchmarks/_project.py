@@ -4,7 +4,8 @@
 LMs reached over HTTP (the scripted world's server) through litellm, as a user's conftest would
 override them. Its test records when ``gepa.compile`` and ``gepa.gate`` start and end (wall-clock
 ``time.time()``, which the server's request log shares), so each LM request can be attributed to
-the phase that made it. ``write_trivial_suite`` is a plain suite with no gepa tests at all.
+the phase that made it. ``write_trivial_suite`` is a plain suite with no gepa tests at all, and
+``write_dspy_only_suite`` one test that only imports dspy.
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ def gepa_reflection_lm():
     return _lm("reflection")
 '''
 
+# JSONAdapter asks its LM whether it supports a response schema before every call; dspy.LM answers
+# that through litellm, so a replay that let the question through would import litellm for it.
+JSON_ADAPTER = '''
+
+dspy.configure(adapter=dspy.JSONAdapter())
+'''
+
 TRIAGE_TEST = '''
 import json
 import os
@@ -62,7 +70,7 @@ def test_triage_prompt(gepa, gepa_examples):
     program = gepa.compile(dspy.ChainOfThought(Triage), data, metric=metric)
     t1, c1 = time.time(), time.process_time()
     try:
-        gepa.gate(program, data.test, metric=metric, min_score=0.85, max_drop=0.03)
+        gepa.gate(program, data.test, metric=metric, GATE_THRESHOLDS)
     finally:
         t2 = time.time()
         path = os.environ.get("BENCH_PHASES")
@@ -72,11 +80,12 @@ def test_triage_prompt(gepa, gepa_examples):
                            "train": len(data.train), "val": len(data.val)}, out)
 '''
 
-# The gate benchmark: one pytest session gates the same artifact once per step of BENCH_GATE_PLAN
-# (a JSON list of per-call latencies), so the first gate of a session (which pays dspy's lazy import
-# of litellm on its first LM call) and the later, warm ones are measured side by side, at several
-# latencies, without paying pytest's and dspy's start-up once per measurement. Each step sets the
-# server's latency through its control endpoint before anything is timed.
+# The gate benchmark: one test gates the same artifact once per step of BENCH_GATE_PLAN (a JSON list
+# of per-call latencies), so the first gate of a session (which pays dspy's lazy import of litellm on
+# its first LM call) and the later, warm ones are measured side by side, at several latencies,
+# without paying pytest's and dspy's start-up once per measurement. Each step sets the server's
+# latency through its control endpoint before anything is timed. One test, not one per step: each
+# target has an artifact of its own, compiled for its own node id.
 GATE_TEST = '''
 import json
 import os
@@ -84,7 +93,6 @@ import time
 import urllib.request
 
 import dspy
-import pytest
 from pytest_gepa import metrics
 
 PLAN = json.loads(os.environ.get("BENCH_GATE_PLAN", "[null]"))
@@ -105,18 +113,20 @@ def _set_latency(latency):
         reply.read()
 
 
-@pytest.mark.parametrize("step", range(len(PLAN)))
-def test_gate(gepa, gepa_examples, step):
-    _set_latency(PLAN[step])
+def test_gate(gepa, gepa_examples):
     data = gepa_examples("data/triage.jsonl", inputs=["ticket"])
     metric = metrics.exact_match("category")
     program = gepa.compile(dspy.ChainOfThought(Triage), data, metric=metric, name="triage")
-    t0, p0 = time.time(), time.perf_counter()
-    gepa.gate(program, data.test, metric=metric, min_score=0.85, max_drop=0.03)
-    p1, t1 = time.perf_counter(), time.time()
-    with open(os.environ["BENCH_GATES"], "a", encoding="utf-8") as out:
-        out.write(json.dumps({"step": step, "latency": PLAN[step], "window": [t0, t1], "wall": p1 - p0,
-                              "n": len(data.test)}) + "\\n")
+    for step, latency in enumerate(PLAN):
+        _set_latency(latency)
+        t0, p0 = time.time(), time.perf_counter()
+        gepa.gate(program, data.test, metric=metric, min_score=0.85, max_drop=0.03)
+        p1, t1 = time.perf_counter(), time.time()
+        path = os.environ.get("BENCH_GATES")
+        if path:
+            with open(path, "a", encoding="utf-8") as out:
+                out.write(json.dumps({"step": step, "latency": latency, "window": [t0, t1], "wall": p1 - p0,
+                                      "n": len(data.test)}) + "\\n")
 '''
 
 NODEID = "test_triage.py::test_triage_prompt"
@@ -124,16 +134,21 @@ GATE_FILE = "test_gate.py"
 
 
 class TriageHttpProject:
-    """The triage target over HTTP in ``root``: its data, test, conftest and artifact paths."""
+    """The triage target over HTTP in ``root``: its data, test, conftest and artifact paths.
+    ``thresholds`` are the keyword arguments of its ``gepa.gate`` call, as Python source;
+    ``json_adapter`` makes its conftest select dspy's JSONAdapter, as the examples' do."""
 
-    def __init__(self, root: Path, rows: int) -> None:
+    def __init__(self, root: Path, rows: int, thresholds: str = "min_score=0.85, max_drop=0.03",
+                 json_adapter: bool = False) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         # An ini file pins the rootdir here, so the repository's pyproject.toml (its addopts,
         # filterwarnings=error) never applies to the benchmark project.
         (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
-        (root / "conftest.py").write_text(CONFTEST.lstrip(), encoding="utf-8")
-        (root / "test_triage.py").write_text(textwrap.dedent(TRIAGE_TEST).lstrip(), encoding="utf-8")
+        conftest = CONFTEST.lstrip() + (JSON_ADAPTER if json_adapter else "")
+        (root / "conftest.py").write_text(conftest, encoding="utf-8")
+        test = textwrap.dedent(TRIAGE_TEST).lstrip().replace("GATE_THRESHOLDS", thresholds)
+        (root / "test_triage.py").write_text(test, encoding="utf-8")
         self.data = write_split_triage_data(root / "data" / "triage.jsonl", n=rows)
         self.artifact_dir = root / "gepa_artifacts"
         self.artifact = self.artifact_dir / "test_triage" / "test_triage_prompt.json"
@@ -198,4 +213,20 @@ def write_trivial_suite(root: Path, tests: int) -> Path:
         count = tests // modules + (1 if m < tests % modules else 0)
         body = "".join(f"def test_{m}_{i}():\n    assert {i} + 1 == {i + 1}\n\n\n" for i in range(count))
         (root / f"test_trivial_{m}.py").write_text(body, encoding="utf-8")
+    return root
+
+
+DSPY_ONLY_TEST = '''
+def test_imports_dspy():
+    import dspy
+
+    assert dspy.Predict
+'''
+
+
+def write_dspy_only_suite(root: Path) -> Path:
+    """The replay benchmark's baseline: one test that only imports dspy, the floor of any gepa run."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    (root / "test_dspy_only.py").write_text(DSPY_ONLY_TEST.lstrip(), encoding="utf-8")
     return root

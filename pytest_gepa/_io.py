@@ -11,8 +11,10 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from filelock import FileLock, Timeout
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 LOCK_TIMEOUT_S = 60.0
 
@@ -23,6 +25,9 @@ class LockTimeout(OSError):
 
 def lock_for(path: Path) -> FileLock:
     """The inter-process lock of ``path`` (one per resolved path, kept in the temp directory)."""
+    # Imported on the first write: a gate or a replay that writes nothing never loads filelock.
+    from filelock import FileLock
+
     key = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:24]
     return FileLock(Path(tempfile.gettempdir(), f"pytest-gepa-{key}.lock"), timeout=LOCK_TIMEOUT_S)
 
@@ -33,6 +38,8 @@ def atomic_write(path: Path, text: str) -> None:
     Raises ``LockTimeout`` when another writer holds the lock too long, ``OSError`` when the
     folder cannot be written; the old file is intact either way.
     """
+    from filelock import Timeout
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

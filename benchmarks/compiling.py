@@ -1,0 +1,222 @@
+"""Compile: ``pytest --gepa-compile`` vs a hand-written ``dspy.GEPA`` script (``plain_gepa.py``).
+
+(a) at equal budget with early stop off (``-o gepa_stop_at=off``), (b) with the plugin's default
+early stop. Both score the candidate and the baseline on the test split afterwards, so end to end
+they do the same work; the server's request log attributes each LM call to a role and a phase.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from _harness import (
+    BENCH,
+    PYTHON,
+    Context,
+    Report,
+    RequestLog,
+    calls_by_role,
+    log,
+    median,
+    pytest_cmd,
+    ratio,
+    require_ok,
+    run,
+    seconds,
+    total,
+)
+from _project import NODEID, TriageHttpProject
+
+TITLE = "compile: pytest --gepa-compile vs plain dspy.GEPA"
+
+
+def bench(ctx: Context) -> None:
+    triage = ctx.triage()
+    args = ctx.args
+    bench_compile(ctx.report, triage.project, triage.server, triage.requests, triage.env, args.repeats,
+                  args.threads, args.budget)
+
+
+@dataclass
+class CompileRun:
+    who: str
+    wall: float
+    cpu: float  # user + system seconds of the whole process
+    compile_wall: float
+    compile_cpu: float  # process CPU time (all threads) inside the GEPA phase
+    gate_wall: float
+    calls: dict[str, int]  # the whole process
+    compile_calls: dict[str, int]  # inside the optimizer phase only
+    gate_calls: dict[str, int]  # scoring candidate and baseline on the test split
+    optimizer_wall: float  # dspy.GEPA.compile alone (the plugin's artifact records it; the plain script = compile)
+    before: float  # process start to the optimizer's start: interpreter, pytest, imports, collection
+    after: float  # end of test-split scoring to process exit: artifact, report, pytest teardown
+    val: float | None
+    test: float | None
+    metric_calls: int | None
+    stop_reason: str | None = None
+
+
+def plugin_compile(project: TriageHttpProject, requests: RequestLog, env: dict[str, str], threads: int, budget: str,
+                   early_stop: bool) -> CompileRun:
+    project.clean_artifacts()
+    project.phases.unlink(missing_ok=True)
+    extra = () if early_stop else ("-o", "gepa_stop_at=off")
+    cmd = pytest_cmd("-q", "--gepa-compile", "--gepa-budget", budget, "--gepa-threads", str(threads), *extra,
+                     NODEID)
+    mark = requests.mark()
+    result = run(cmd, cwd=project.root, env=env)
+    who = "plugin (default early stop)" if early_stop else "plugin (gepa_stop_at=off)"
+    require_ok(f"compile: {who}", result)
+    entries = requests.since(mark)
+    phases = project.read_phases()
+    artifact = project.read_artifact()
+    scores = artifact["scores"]
+    return CompileRun(
+        who=who, wall=result.wall, cpu=result.cpu,
+        compile_wall=phases["compile"][1] - phases["compile"][0], compile_cpu=float(phases["compile_cpu"]),
+        gate_wall=phases["gate"][1] - phases["gate"][0],
+        calls=calls_by_role(entries), compile_calls=calls_by_role(entries, phases["compile"]),
+        gate_calls=calls_by_role(entries, phases["gate"]),
+        optimizer_wall=float(artifact["optimizer"].get("wall_time_s") or float("nan")),
+        before=phases["compile"][0] - result.started, after=result.ended - phases["gate"][1],
+        val=scores.get("val_optimized"), test=(scores.get("devset") or {}).get("optimized"),
+        metric_calls=artifact["optimizer"].get("metric_calls"), stop_reason=artifact["optimizer"].get("stop_reason"),
+    )
+
+
+def plain_compile(project: TriageHttpProject, server: Any, requests: RequestLog, env: dict[str, str],
+                  threads: int, budget: str) -> CompileRun:
+    out = project.root / "plain.json"
+    out.unlink(missing_ok=True)
+    cmd = [PYTHON, str(BENCH / "plain_gepa.py"), "--base-url", server.base_url, "--data", str(project.data),
+           "--out", str(out), "--budget", budget, "--threads", str(threads), "--seed", "0"]
+    mark = requests.mark()
+    result = run(cmd, cwd=project.root, env=env)
+    require_ok("compile: plain dspy.GEPA", result)
+    entries = requests.since(mark)
+    data = json.loads(out.read_text(encoding="utf-8"))
+    phases = data["phases"]
+    return CompileRun(
+        who="plain dspy.GEPA", wall=result.wall, cpu=result.cpu,
+        compile_wall=phases["compile"][1] - phases["compile"][0], compile_cpu=float(data["compile_cpu"]),
+        gate_wall=phases["gate"][1] - phases["gate"][0],
+        calls=calls_by_role(entries), compile_calls=calls_by_role(entries, phases["compile"]),
+        gate_calls=calls_by_role(entries, phases["gate"]),
+        optimizer_wall=phases["optimizer"][1] - phases["optimizer"][0],
+        before=phases["compile"][0] - result.started, after=result.ended - phases["gate"][1],
+        val=data["val_optimized"], test=data["test_optimized"], metric_calls=data["metric_calls"],
+    )
+
+
+def calls_text(runs: Sequence[CompileRun], pick: Callable[[CompileRun], dict[str, int]]) -> str:
+    """Total calls (task + reflection); the median, with the range if the repeats disagree."""
+    totals = [total(pick(r)) for r in runs]
+    task = median([pick(r).get("task", 0) for r in runs])
+    refl = median([pick(r).get("reflection", 0) for r in runs])
+    varied = f" (range {min(totals)}-{max(totals)})" if min(totals) != max(totals) else ""
+    return f"{median(totals):.0f} = {task:.0f} task + {refl:.0f} refl{varied}"
+
+
+def bench_compile(report: Report, project: TriageHttpProject, server: Any, requests: RequestLog,
+                  env: dict[str, str], repeats: int, threads: int, budget: str) -> None:
+    runs: dict[str, list[CompileRun]] = {"off": [], "default": [], "plain": []}
+    steps: list[tuple[str, Callable[[], CompileRun]]] = [
+        ("plain", lambda: plain_compile(project, server, requests, env, threads, budget)),
+        ("off", lambda: plugin_compile(project, requests, env, threads, budget, early_stop=False)),
+        ("default", lambda: plugin_compile(project, requests, env, threads, budget, early_stop=True)),
+    ]
+    for i in range(repeats):
+        # Rotate the order each repeat, so no side always runs right after the same neighbour.
+        for key, step in steps[i % 3:] + steps[: i % 3]:
+            result = step()
+            runs[key].append(result)
+            log(f"compile {result.who}: {result.wall:.2f}s, calls {result.calls}, test {result.test}")
+    report.raw["compile"] = {key: [vars(r) for r in rs] for key, rs in runs.items()}
+    off, default, plain = runs["off"], runs["default"], runs["plain"]
+
+    def walls(rs: Sequence[CompileRun], attr: str) -> list[float]:
+        return [float(getattr(r, attr)) for r in rs]
+
+    sec = "2a compile, equal budget"
+    r = ratio(median(walls(off, "wall")), median(walls(plain, "wall")))
+    report.add(sec, "end-to-end wall (process: start-up, GEPA, test-split scoring)", seconds(walls(off, "wall")),
+               seconds(walls(plain, "wall")), r, "<= 1.1x", r <= 1.1)
+    r = ratio(median(walls(off, "cpu")), median(walls(plain, "cpu")))
+    report.add(sec, "  CPU time of the whole process (user+sys; steadier than wall on a busy machine)",
+               seconds(walls(off, "cpu")), seconds(walls(plain, "cpu")), r, "-", None)
+    r = ratio(median(walls(off, "compile_wall")), median(walls(plain, "compile_wall")))
+    report.add(sec, "GEPA phase wall (gepa.compile vs optimizer.compile)", seconds(walls(off, "compile_wall")),
+               seconds(walls(plain, "compile_wall")), r, "<= 1.1x", r <= 1.1)
+    r = ratio(median(walls(off, "compile_cpu")), median(walls(plain, "compile_cpu")))
+    report.add(sec, "  CPU time of the GEPA phase (process_time, all threads)", seconds(walls(off, "compile_cpu")),
+               seconds(walls(plain, "compile_cpu")), r, "-", None)
+    r = ratio(median(walls(off, "optimizer_wall")), median(walls(plain, "optimizer_wall")))
+    report.add(sec, "  of which GEPA.compile() itself (plugin: its artifact's optimizer.wall_time_s)",
+               seconds(walls(off, "optimizer_wall")), seconds(walls(plain, "optimizer_wall")), r, "-", None)
+    r = ratio(median(walls(off, "gate_wall")), median(walls(plain, "gate_wall")))
+    report.add(sec, "test-split phase wall (candidate + baseline scored)", seconds(walls(off, "gate_wall")),
+               seconds(walls(plain, "gate_wall")), r, "-", None)
+    report.add(sec, "before the optimizer (interpreter, pytest, imports, collection)", seconds(walls(off, "before")),
+               seconds(walls(plain, "before")), ratio(median(walls(off, "before")), median(walls(plain, "before"))),
+               "-", None)
+    report.add(sec, "after the test split (artifact, report, teardown, exit)", seconds(walls(off, "after")),
+               seconds(walls(plain, "after")), ratio(median(walls(off, "after")), median(walls(plain, "after"))),
+               "-", None)
+    off_calls = median([total(x.compile_calls) for x in off])
+    plain_calls = median([total(x.compile_calls) for x in plain])
+    r = ratio(off_calls, plain_calls)
+    # Equal budgets need not mean identical call counts: GEPA stops at the first iteration boundary past
+    # the budget, and the plugin turns on GEPA's cache_evaluation, which shifts that boundary a little.
+    report.add(sec, "LM calls in the GEPA phase", calls_text(off, lambda x: x.compile_calls),
+               calls_text(plain, lambda x: x.compile_calls), r, "1.0x +-2%", abs(r - 1) <= 0.02)
+    report.add(sec, "LM calls scoring the test split (excluded above)", calls_text(off, lambda x: x.gate_calls),
+               calls_text(plain, lambda x: x.gate_calls), ratio(median([total(x.gate_calls) for x in off]),
+                                                                median([total(x.gate_calls) for x in plain])),
+               "-", None)
+    report.add(sec, "final val / test score", scores_text(off), scores_text(plain), None, "equal",
+               scores_equal(off, plain))
+
+    sec = "2b compile, early stop"
+    default_calls = median([total(x.compile_calls) for x in default])
+    r = ratio(default_calls, plain_calls)
+    report.add(sec, "LM calls in the GEPA phase (default stop_at=1.0 vs full budget)",
+               calls_text(default, lambda x: x.compile_calls), calls_text(plain, lambda x: x.compile_calls), r,
+               "<= 0.6x", r <= 0.6 and scores_at_least(default, plain))
+    r_all = ratio(median([total(x.calls) for x in default]), median([total(x.calls) for x in plain]))
+    report.add(sec, "LM calls, whole run (incl. test-split scoring)", calls_text(default, lambda x: x.calls),
+               calls_text(plain, lambda x: x.calls), r_all, "-", None)
+    report.add(sec, "final val / test score", scores_text(default), scores_text(plain), None, ">= baseline",
+               scores_at_least(default, plain))
+    r = ratio(median(walls(default, "wall")), median(walls(plain, "wall")))
+    report.add(sec, "end-to-end wall", seconds(walls(default, "wall")), seconds(walls(plain, "wall")), r, "-", None)
+    reasons = sorted({str(x.stop_reason) for x in default})
+    report.notes.append(f"Plugin early stop ended with: {'; '.join(reasons)}.")
+    metric_calls = sorted({x.metric_calls for x in plain + off + default if x.metric_calls is not None})
+    report.notes.append(
+        f"GEPA metric calls (rollouts) seen: plain {[x.metric_calls for x in plain]}, plugin off "
+        f"{[x.metric_calls for x in off]}, plugin default {[x.metric_calls for x in default]} ({metric_calls})."
+    )
+
+
+def scores_text(runs: Sequence[CompileRun]) -> str:
+    vals = sorted({round(r.val, 3) for r in runs if r.val is not None})
+    tests = sorted({round(r.test, 3) for r in runs if r.test is not None})
+    return f"{'/'.join(map(str, vals))} / {'/'.join(map(str, tests))}"
+
+
+def scores_equal(a: Sequence[CompileRun], b: Sequence[CompileRun]) -> bool:
+    return scores_text(a) == scores_text(b)
+
+
+def scores_at_least(a: Sequence[CompileRun], b: Sequence[CompileRun]) -> bool:
+    worst_a = min((r.test or 0.0) for r in a)
+    best_b = max((r.test or 0.0) for r in b)
+    worst_val_a = min((r.val or 0.0) for r in a)
+    best_val_b = max((r.val or 0.0) for r in b)
+    return worst_a >= best_b and worst_val_a >= best_val_b
+
+
