@@ -207,7 +207,7 @@ def _md_text(text: str, limit: int | None = None) -> str:
 
 def _md_code(text: str, *, in_table: bool) -> str:
     """An inline code span. In a table ``|`` is escaped even here: GitHub splits cells before reading spans."""
-    text = " ".join(text.split())
+    text = one_line(text)
     if in_table:
         text = text.replace("|", "\\|")
     fence = "`" * (_longest_run(text, "`") + 1)
