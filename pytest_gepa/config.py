@@ -231,6 +231,10 @@ def resolve_settings(config: pytest.Config) -> Settings:
     if keep_best and compare is None:
         raise pytest.UsageError("--gepa-keep-best keeps the better of two optimizers' programs and needs "
                                 "--gepa-compare OPTIMIZER to name the second one (gepa, miprov2 or bootstrap).")
+    # A committed ini key may stay on for every run; the flag typed without a compile is a slip.
+    if config.getoption("gepa_resume", default=None) and not _switch(config, "gepa_compile"):
+        raise pytest.UsageError("--gepa-resume continues an interrupted compile: run it with --gepa-compile "
+                                "(`pytest --gepa-compile --gepa-resume ...`).")
     artifact_dir = _text(config, "gepa_artifact_dir")
     report = _report_path(config)
     confidence = _number(config, "gepa_confidence", low=0.5, high=0.999, expected="a confidence between 0.5 and 0.999")

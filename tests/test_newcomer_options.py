@@ -25,6 +25,8 @@ WRONG_VALUES = [
                                       "false."),
     (["--gepa-keep-best"], "--gepa-keep-best keeps the better of two optimizers' programs and needs --gepa-compare "
                            "OPTIMIZER to name the second one (gepa, miprov2 or bootstrap)."),
+    (["--gepa-resume"], "--gepa-resume continues an interrupted compile: run it with --gepa-compile "
+                        "(`pytest --gepa-compile --gepa-resume ...`)."),
     (["--gepa-samples", "0"], "--gepa-samples / ini gepa_samples: '0' is not valid; expected a whole number from 1 "
                               "to 100."),
     (["-o", "gepa_samples=two"], "--gepa-samples / ini gepa_samples: 'two' is not valid; expected a whole number "
