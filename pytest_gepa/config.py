@@ -143,6 +143,11 @@ class Settings:
     def compile(self) -> bool:
         return self.mode == "compile"
 
+    @property
+    def cassettes(self) -> bool:
+        """LM calls go through cassettes (recorded or replayed)."""
+        return self.record or self.replay
+
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 

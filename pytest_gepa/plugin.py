@@ -142,7 +142,7 @@ class RanTests:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Open the test's own cassette (``<name>.cassette.jsonl``) for the LMs the plugin hands out."""
     gepa_session = _session(item.config)
-    if gepa_session is None or not (gepa_session.settings.record or gepa_session.settings.replay):
+    if gepa_session is None or not gepa_session.settings.cassettes:
         return
     from pytest_gepa.artifact.paths import artifact_folder
 
@@ -168,13 +168,9 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any],
     result = yield
     role = LM_FIXTURES.get(fixturedef.argname)
     gepa_session = _session(request.config)
-    if (role is None or _is_missing(result) or gepa_session is None
-            or not (gepa_session.settings.record or gepa_session.settings.replay)):
+    if role is None or _is_missing(result) or gepa_session is None or not gepa_session.settings.cassettes:
         return result
-    from pytest_gepa.cassette import wrap
-
-    wrapped = wrap(result, role=role, cassette=gepa_session.current_test_cassette,
-                   replay=gepa_session.settings.replay)
+    wrapped = gepa_session.through_test_cassette(result, role)
     if fixturedef.cached_result is not None:
         fixturedef.cached_result = (wrapped, *fixturedef.cached_result[1:])
     return wrapped
@@ -298,19 +294,11 @@ def gepa_rubric(request: pytest.FixtureRequest) -> Callable[..., Rubric]:
     gepa_judge_lm. Under record / replay a rubric's own model goes through the test's cassette too."""
     from pytest_gepa.rubric import load_rubric
 
-    gepa_session = _session(request.config)
-
-    def wrap_lm(lm: Any) -> Any:
-        if gepa_session is None or not (gepa_session.settings.record or gepa_session.settings.replay):
-            return lm
-        from pytest_gepa.cassette import wrap
-
-        return wrap(lm, role="judge", cassette=gepa_session.current_test_cassette,
-                    replay=gepa_session.settings.replay)
+    gepa_session = request.config.stash[SESSION_KEY]
 
     def load(path: str | Path) -> Rubric:
         return load_rubric(request.path.parent / path, judge_lm=lambda: request.getfixturevalue("gepa_judge_lm"),
-                           wrap_lm=wrap_lm)
+                           wrap_lm=lambda lm: gepa_session.through_test_cassette(lm, "judge"))
 
     return load
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -92,7 +92,7 @@ class GepaSession:
         return self.cassettes[key]
 
     def open_target_cassette(self, artifact: Path, nodeid: str) -> Cassette | None:
-        if not (self.settings.record or self.settings.replay):
+        if not self.settings.cassettes:
             return None
         from pytest_gepa.cassette import cassette_path
 
@@ -108,6 +108,15 @@ class GepaSession:
         if self.test_cassette_path is None:
             return None
         return self.cassette(self.test_cassette_path, self.test_nodeid)
+
+    def through_test_cassette(self, lm: Any, role: str) -> Any:
+        """``lm`` answered from (replay) or recorded into (record) the running test's own cassette;
+        unchanged when the run uses no cassettes."""
+        if not self.settings.cassettes:
+            return lm
+        from pytest_gepa.cassette import wrap
+
+        return wrap(lm, role=role, cassette=self.current_test_cassette, replay=self.settings.replay)
 
     def save_cassette(self, path: Path) -> None:
         cassette = self.cassettes.get(path.resolve())
