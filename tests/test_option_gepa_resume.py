@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import world
 from conftest import HTTP_LMS, TriageProject, literal
-from test_reliability import Output, _wait_for_marker
+from test_reliability import Output, _popen_compile, _wait_for_marker
 
 TESTS_DIR = Path(__file__).parent
 NODEID = "test_triage.py::test_triage_prompt"
@@ -176,17 +176,6 @@ KILL_AFTER_TASK_CALLS = 200
 MAX_EXTRA_SHARE = 0.15
 
 
-def _popen(project: TriageProject, base_url: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
-           "GEPA_TEST_BASE_URL": base_url}
-    return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:randomly", "--gepa-compile", "--gepa-budget", "light", "-o",
-         "gepa_stop_at=off"],
-        cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
-    )
-
-
 def _scores(artifact: Path) -> object:
     return json.loads(artifact.read_text())["scores"]
 
@@ -211,7 +200,7 @@ def test_a_compile_killed_halfway_and_resumed_pays_little_more_and_writes_the_sa
     marker = tmp_path / "held"
     block = world.Block(after=KILL_AFTER_TASK_CALLS, marker=marker)
     with world.ScriptedServer(world.World(block=block)) as server:
-        process = _popen(project, server.base_url)
+        process = _popen_compile(project, server.base_url, "-p", "no:randomly", "--gepa-budget", "light")
         output = Output(process)
         try:
             _wait_for_marker(marker, process, output)

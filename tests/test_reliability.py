@@ -22,11 +22,13 @@ from pytest_gepa.errors import ArtifactError, redact, register_secret
 TESTS_DIR = Path(__file__).parent
 
 
-def _popen_compile(project: TriageProject, base_url: str) -> subprocess.Popen[str]:
+def _popen_compile(project: TriageProject, base_url: str, *args: str) -> subprocess.Popen[str]:
+    """A full-budget compile in its own process group (so a test can signal it), LMs at ``base_url``;
+    ``args`` default to no cache provider (a resume test passes its own)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
            "GEPA_TEST_BASE_URL": base_url}
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "--gepa-compile", "-p", "no:cacheprovider", "-o", "gepa_stop_at=off"],
+        [sys.executable, "-m", "pytest", "--gepa-compile", "-o", "gepa_stop_at=off", *(args or ("-p", "no:cacheprovider"))],
         cwd=project.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
     )
