@@ -17,8 +17,8 @@ from pytest_gepa.errors import GepaError, redact
 from pytest_gepa.session import SESSION_KEY, GepaSession
 
 if TYPE_CHECKING:
-    from pytest_gepa.build.handle import GepaHandle
     from pytest_gepa.data import ExampleSet
+    from pytest_gepa.flows.handle import GepaHandle
     from pytest_gepa.rubric import Rubric
 
 CALL_FAILED_KEY = pytest.StashKey[bool]()
@@ -233,15 +233,15 @@ def _settings(config: pytest.Config) -> Settings:
 
 
 def _is_missing(lm: Any) -> bool:
-    # Asked only where an LM is in hand: pytest_gepa.lms is loaded by then.
+    # Asked only where an LM is in hand: pytest_gepa.role_lms is loaded by then.
     import sys
 
-    lms = sys.modules.get("pytest_gepa.lms")
+    lms = sys.modules.get("pytest_gepa.role_lms")
     return lms is not None and isinstance(lm, lms.MissingLM)
 
 
 def _role_lm(config: pytest.Config, role: str, model: str | None) -> Any:
-    from pytest_gepa.lms import role_lm
+    from pytest_gepa.role_lms import role_lm
 
     settings = _settings(config)
     # Under replay no call is made, so no key is needed (and litellm is never imported).
@@ -342,8 +342,8 @@ def gepa(request: pytest.FixtureRequest, gepa_task_lm: Any) -> Generator[GepaHan
     """This test's build-step handle: ``gepa.compile(...)`` and ``gepa.gate(...)``. It requests
     ``gepa_task_lm`` by name so that a parametrized override of it makes a model matrix."""
     from pytest_gepa.artifact.paths import without_param
-    from pytest_gepa.build.handle import GepaHandle
-    from pytest_gepa.build.target import BuildContext
+    from pytest_gepa.flows.handle import GepaHandle
+    from pytest_gepa.flows.target import BuildContext
 
     config = request.config
     model = matrix_model(request.node)

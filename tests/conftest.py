@@ -28,16 +28,16 @@ world.prime_litellm()
 # Likewise the plugin's own lazily imported modules: imported once here, they are not re-imported
 # (and re-parsed by pytest's assertion rewriter) inside every in-process run, where a parse racing
 # another thread's meets CPython 3.11's "AST constructor recursion depth mismatch" bug.
-import pytest_gepa.build.compile  # noqa: E402
-import pytest_gepa.build.handle  # noqa: E402
-import pytest_gepa.build.resume  # noqa: E402
 import pytest_gepa.cassette.lm  # noqa: E402
 import pytest_gepa.data.identified  # noqa: E402
 import pytest_gepa.data.yaml_source  # noqa: E402
-import pytest_gepa.lms  # noqa: E402
-import pytest_gepa.optimize_state  # noqa: E402
+import pytest_gepa.flows.compile  # noqa: E402
+import pytest_gepa.flows.handle  # noqa: E402
+import pytest_gepa.optimizer.keeper  # noqa: E402
+import pytest_gepa.optimizer.resume  # noqa: E402
 import pytest_gepa.report.files  # noqa: E402
 import pytest_gepa.report.terminal  # noqa: E402
+import pytest_gepa.role_lms  # noqa: E402
 import pytest_gepa.rubric.agreement  # noqa: E402
 import pytest_gepa.rubric.judge  # noqa: E402
 import pytest_gepa.xdist  # noqa: E402, F401

@@ -19,10 +19,10 @@ import pytest
 from conftest import literal
 
 from pytest_gepa import local_model
-from pytest_gepa.lms import build_lm
 from pytest_gepa.local_model import KNOWN_MODELS, LocalModelError, local_lm, packages
 from pytest_gepa.local_model import server as server_module
 from pytest_gepa.local_model.lm import MAX_TOKENS
+from pytest_gepa.role_lms import build_lm
 
 SMOLLM2 = KNOWN_MODELS["smollm2"]
 HAS_LOCAL_EXTRA = all(packages.module_available(name)

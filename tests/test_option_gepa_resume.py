@@ -235,7 +235,7 @@ def test_a_compile_killed_halfway_and_resumed_pays_little_more_and_writes_the_sa
 def test_the_resume_module_is_not_imported_by_the_plugin() -> None:
     code = textwrap.dedent("""
         import sys, pytest_gepa.plugin
-        print(sorted(m for m in sys.modules if m.startswith(("pytest_gepa.build", "pytest_gepa.optimize", "gepa"))))
+        print(sorted(m for m in sys.modules if m.startswith(("pytest_gepa.flows", "pytest_gepa.optimizer.run", "gepa"))))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -260,8 +260,8 @@ class _GepaState:
 
 
 def _keeper(kept: _Kept, lines: list[str]) -> object:
-    from pytest_gepa.optimize import CompileObserver, EarlyStop
-    from pytest_gepa.optimize_state import StateKeeper
+    from pytest_gepa.optimizer.keeper import StateKeeper
+    from pytest_gepa.optimizer.run import CompileObserver, EarlyStop
 
     return StateKeeper.install(kept, CompileObserver(progress=lines.append), EarlyStop(stop_at=None, patience=None),
                                seed=0, options={}, gepa_kwargs={})

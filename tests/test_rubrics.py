@@ -19,7 +19,7 @@ from dspy.utils.exceptions import LMError
 from world import CONVENTIONS, INSTRUCTION, JudgeSkill, Prompt, Skill, Triage, World, triage_examples
 from world.triage import expected_category
 
-from pytest_gepa import lms
+from pytest_gepa import role_lms as lms
 from pytest_gepa.data import load_examples
 from pytest_gepa.errors import RubricError
 from pytest_gepa.evaluate import evaluate

@@ -267,7 +267,7 @@ class Rubric:
         if self.judge_model is not None:
             with self._lock:
                 if self._file_lm is None:
-                    from pytest_gepa.lms import build_lm
+                    from pytest_gepa.role_lms import build_lm
 
                     self._file_lm = build_lm(self.judge_model, retries=JUDGE_LM_RETRIES)
                 return self._file_lm

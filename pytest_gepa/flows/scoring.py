@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_gepa.build.target import BuildContext, Target
 from pytest_gepa.errors import GepaError, LMError, one_line
 from pytest_gepa.evaluate import Evaluation, evaluate
+from pytest_gepa.flows.target import BuildContext, Target
 from pytest_gepa.metrics import Metric
 from pytest_gepa.verdict.thresholds import Verdict
 

@@ -23,7 +23,7 @@ from pytest_gepa.errors import OptimizerError
 
 
 class KeptState(Protocol):
-    """Where one target's state is kept (``pytest_gepa.build.resume.RunState``)."""
+    """Where one target's state is kept (``pytest_gepa.optimizer.resume.RunState``)."""
 
     resuming: bool
 

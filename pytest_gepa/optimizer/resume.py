@@ -13,14 +13,12 @@ import hashlib
 import json
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pytest_gepa._io import atomic_write
-from pytest_gepa.artifact import provenance
-from pytest_gepa.build.target import BuildContext, Target
 from pytest_gepa.canonical import plain
-from pytest_gepa.metrics import metric_fingerprint
 
 RESUME_FOLDER = "gepa-resume"  # under pytest's cache directory: .pytest_cache/d/gepa-resume/
 INFO_FILE = "resume.json"
@@ -33,17 +31,18 @@ WHAT = {"program": "the program", "data": "the data", "metric": "the metric", "b
         "seed": "the seed", "options": "the optimizer options", "model": "the model"}
 
 
-def fingerprint(ctx: BuildContext, target: Target, options: dict[str, Any]) -> dict[str, str]:
+def fingerprint(*, program: str, data: str, metric: str, budget: object, seed: object, options: dict[str, Any],
+                model: object) -> dict[str, str]:
     """What the run is about: a state saved for anything else would continue the wrong run."""
     shown = json.dumps(plain({key: repr(value) for key, value in sorted(options.items())}), sort_keys=True)
     return {
-        "program": provenance.program_fingerprint(target.seed_shape),
-        "data": str(target.examples.fingerprint),
-        "metric": metric_fingerprint(target.metric),
-        "budget": str(ctx.settings.budget),
-        "seed": str(ctx.settings.seed),
+        "program": program,
+        "data": data,
+        "metric": metric,
+        "budget": str(budget),
+        "seed": str(seed),
         "options": hashlib.sha256(shown.encode()).hexdigest()[:16],
-        "model": str(target.lms.models.get("task")),
+        "model": str(model),
     }
 
 
@@ -56,10 +55,10 @@ def changed_reason(saved: dict[str, str], now: dict[str, str]) -> str | None:
     return f"{named} changed since the interrupted compile; starting afresh"
 
 
-def _folder_name(ctx: BuildContext, target: Target) -> str:
+def _folder_name(nodeid: str, name: str, model: object) -> str:
     # Readable for a person looking in the cache, unique by the hash (node ids hold '/', '[', ':').
-    key = f"{ctx.nodeid}\0{target.name}\0{target.lms.models.get('task')}"
-    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{ctx.nodeid}-{target.name}").strip("_")[:80]
+    key = f"{nodeid}\0{name}\0{model}"
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{nodeid}-{name}").strip("_")[:80]
     return f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
@@ -109,38 +108,36 @@ def _progress_of(info: dict[str, Any]) -> tuple[int, int]:
     return int(extra.get("iteration", 0) or 0), int(extra.get("metric_calls", 0) or 0)
 
 
-def open_state(ctx: BuildContext, target: Target, options: dict[str, Any]) -> RunState | None:
+def open_state(root: Path | None, *, nodeid: str, name: str, fingerprints: dict[str, str], resume: bool,
+               progress: Callable[[str], None], note_once: Callable[[str], bool]) -> RunState | None:
     """This target's state folder, saying what happens to a state found there; None without a cache."""
-    root = ctx.session.resume_root()
-    label = f"  {target.name}:"
+    label = f"  {name}:"
     if root is None:
-        if ctx.session.note_once("no-cache"):
-            advice = ("--gepa-resume has nothing to resume from" if ctx.settings.resume
-                      else "an interrupted compile will start over")
-            ctx.progress(f"no compile state is kept (pytest's cache is disabled, -p no:cacheprovider): {advice}")
+        if note_once("no-cache"):
+            advice = "--gepa-resume has nothing to resume from" if resume else "an interrupted compile will start over"
+            progress(f"no compile state is kept (pytest's cache is disabled, -p no:cacheprovider): {advice}")
         return None
-    folder = root / _folder_name(ctx, target)
-    now = fingerprint(ctx, target, options)
+    folder = root / _folder_name(nodeid, name, fingerprints.get("model"))
     if not folder.exists():
-        return RunState(folder, now, resuming=False, saved=None)
+        return RunState(folder, fingerprints, resuming=False, saved=None)
     info = _read_info(folder)
     has_state = (folder / RUN_DIR / STATE_FILE).is_file()
     resuming = False
     if info is None or not has_state:
         if has_state:
-            ctx.progress(f"{label} the saved compile state has no readable '{INFO_FILE}'; starting afresh")
-    elif (reason := changed_reason(dict(info.get("fingerprint") or {}), now)) is not None:
-        ctx.progress(f"{label} {reason}")
-    elif ctx.settings.resume:
+            progress(f"{label} the saved compile state has no readable '{INFO_FILE}'; starting afresh")
+    elif (reason := changed_reason(dict(info.get("fingerprint") or {}), fingerprints)) is not None:
+        progress(f"{label} {reason}")
+    elif resume:
         resuming = True
     else:
         iteration, calls = _progress_of(info)
-        ctx.progress(f"{label} an interrupted compile saved its state at iteration {iteration} ({calls} metric "
-                     f"calls spent); `{resume_command(ctx)}` would continue it. Starting afresh.")
+        progress(f"{label} an interrupted compile saved its state at iteration {iteration} ({calls} metric "
+                 f"calls spent); `{resume_command(nodeid)}` would continue it. Starting afresh.")
     if not resuming:
         shutil.rmtree(folder, ignore_errors=True)
         info = None
-    return RunState(folder, now, resuming=resuming, saved=info)
+    return RunState(folder, fingerprints, resuming=resuming, saved=info)
 
 
 def resumed_line(state: RunState) -> str | None:
@@ -154,5 +151,5 @@ def resumed_line(state: RunState) -> str | None:
     return f"resumed at iteration {iteration} with {calls}{of} metric calls already spent"
 
 
-def resume_command(ctx: BuildContext) -> str:
-    return f"pytest --gepa-compile --gepa-resume {ctx.nodeid}"
+def resume_command(nodeid: str) -> str:
+    return f"pytest --gepa-compile --gepa-resume {nodeid}"

@@ -15,11 +15,11 @@ from typing import Any
 from pytest_gepa.artifact import provenance
 from pytest_gepa.artifact.paths import artifact_folder, default_name, file_stem
 from pytest_gepa.artifact.store import ArtifactStore
-from pytest_gepa.build import gate as gate_flow
-from pytest_gepa.build.lms import TargetLMs
-from pytest_gepa.build.scoring import GateResult, Thresholds
-from pytest_gepa.build.target import BuildContext, Target
 from pytest_gepa.errors import GepaError, OptimizerError, redact
+from pytest_gepa.flows import gate as gate_flow
+from pytest_gepa.flows.scoring import GateResult, Thresholds
+from pytest_gepa.flows.target import BuildContext, Target
+from pytest_gepa.flows.target_lms import TargetLMs
 from pytest_gepa.metrics import Metric
 from pytest_gepa.report.model import TargetReport, label_of
 
@@ -53,7 +53,7 @@ class GepaHandle:
         with _explained(target):
             if self._ctx.settings.compile:
                 # Imported here: a gate (a replay too) never needs the optimizer or its flow.
-                from pytest_gepa.build import compile as compile_flow
+                from pytest_gepa.flows import compile as compile_flow
 
                 result = compile_flow.optimize(self._ctx, target, program, optimizer_options)
             else:
@@ -77,7 +77,7 @@ class GepaHandle:
             if not devset:
                 raise GepaError(f"gepa.gate: the devset of {target.name!r} is empty; pass examples to score")
             if self._ctx.settings.compile:
-                from pytest_gepa.build import compile as compile_flow
+                from pytest_gepa.flows import compile as compile_flow
 
                 return compile_flow.gate_candidate(self._ctx, target, program, devset, metric, thresholds, caller)
             return gate_flow.gate_artifact(self._ctx, target, program, devset, metric, thresholds, caller)
@@ -90,7 +90,7 @@ class GepaHandle:
             try:
                 with _explained(target):
                     if self._ctx.settings.compile:
-                        from pytest_gepa.build import compile as compile_flow
+                        from pytest_gepa.flows import compile as compile_flow
 
                         compile_flow.finish(self._ctx, target, test_failed=test_failed, caller=target.caller)
                     elif target.report.status == "pending":

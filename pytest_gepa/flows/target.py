@@ -16,11 +16,11 @@ from pytest_gepa.report.model import TargetReport
 
 if TYPE_CHECKING:
     from pytest_gepa.artifact.model import Artifact, DevsetScores
-    from pytest_gepa.build.lms import TargetLMs
     from pytest_gepa.cassette import Cassette
     from pytest_gepa.config import Settings
+    from pytest_gepa.flows.target_lms import TargetLMs
     from pytest_gepa.metrics import Metric
-    from pytest_gepa.optimize import OptimizationRun
+    from pytest_gepa.optimizer.run import OptimizationRun
     from pytest_gepa.session import GepaSession
     from pytest_gepa.usage import RoleCounter
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from pytest_gepa.errors import OptimizerError
 from pytest_gepa.metrics import Metric, call_metric, takes_gepa_arguments
-from pytest_gepa.optimize_state import CompileInterrupted, GracefulInterrupt, KeptState, StateKeeper
+from pytest_gepa.optimizer.keeper import CompileInterrupted, GracefulInterrupt, KeptState, StateKeeper
 
 # Fewer words than this is not an instruction (a weak reflection LM's one-word "proposals").
 MIN_INSTRUCTION_WORDS = 3

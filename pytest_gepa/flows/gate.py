@@ -10,7 +10,8 @@ from pytest_gepa.artifact import provenance, serializer
 from pytest_gepa.artifact.model import Artifact
 from pytest_gepa.artifact.paths import file_stem
 from pytest_gepa.artifact.store import ArtifactStore
-from pytest_gepa.build.scoring import (
+from pytest_gepa.errors import ArtifactError, StaleArtifactError
+from pytest_gepa.flows.scoring import (
     GateFailure,
     GateResult,
     Thresholds,
@@ -19,8 +20,7 @@ from pytest_gepa.build.scoring import (
     record_verdict,
     score,
 )
-from pytest_gepa.build.target import BuildContext, Target
-from pytest_gepa.errors import ArtifactError, StaleArtifactError
+from pytest_gepa.flows.target import BuildContext, Target
 from pytest_gepa.metrics import Metric, metric_fingerprint
 from pytest_gepa.verdict.thresholds import Verdict, decide, resolution_note
 

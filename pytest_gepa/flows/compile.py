@@ -22,9 +22,10 @@ from pytest_gepa.artifact.model import (
     Provenance,
     Scores,
 )
-from pytest_gepa.build import resume
-from pytest_gepa.build.gate import conclude, stale_reasons
-from pytest_gepa.build.scoring import (
+from pytest_gepa.errors import ArtifactError, LMError, OptimizerError
+from pytest_gepa.evaluate import MAX_LM_ERROR_SHARE, UNPARSEABLE_REPLY, Evaluation, evaluate
+from pytest_gepa.flows.gate import conclude, stale_reasons
+from pytest_gepa.flows.scoring import (
     GateFailure,
     GateResult,
     Thresholds,
@@ -35,11 +36,10 @@ from pytest_gepa.build.scoring import (
     record_verdict,
     score,
 )
-from pytest_gepa.build.target import BuildContext, Target
-from pytest_gepa.errors import ArtifactError, LMError, OptimizerError
-from pytest_gepa.evaluate import MAX_LM_ERROR_SHARE, UNPARSEABLE_REPLY, Evaluation, evaluate
+from pytest_gepa.flows.target import BuildContext, Target
 from pytest_gepa.metrics import Metric, metric_fingerprint
-from pytest_gepa.optimize import NothingToReflectOn, OptimizationRun, run_optimizer
+from pytest_gepa.optimizer import resume
+from pytest_gepa.optimizer.run import NothingToReflectOn, OptimizationRun, run_optimizer
 from pytest_gepa.usage import ROLES, RoleCounter
 from pytest_gepa.verdict.thresholds import decide, devset_resolution
 
@@ -129,7 +129,7 @@ def _run(ctx: BuildContext, target: Target, optimizer: str, program: Any, option
     ctx.progress(f"compiling {ctx.nodeid} [{target.name}] with {optimizer}, budget {ctx.settings.budget}")
     settings, lms = ctx.settings, target.lms
     # Only GEPA keeps a run state; the other optimizers start over every time.
-    state = resume.open_state(ctx, target, options) if optimizer == "gepa" else None
+    state = _open_state(ctx, target, options) if optimizer == "gepa" else None
     if state is not None and (line := resume.resumed_line(state)) is not None:
         ctx.progress(f"  {target.name}: {line}")
     before = ctx.session.meter.snapshot()
@@ -166,12 +166,23 @@ def _run(ctx: BuildContext, target: Target, optimizer: str, program: Any, option
     return run
 
 
+def _open_state(ctx: BuildContext, target: Target, options: dict[str, Any]) -> resume.RunState | None:
+    """GEPA's kept state for this target, keyed on everything that would make it another run."""
+    fingerprints = resume.fingerprint(
+        program=provenance.program_fingerprint(target.seed_shape), data=str(target.examples.fingerprint),
+        metric=metric_fingerprint(target.metric), budget=ctx.settings.budget, seed=ctx.settings.seed,
+        options=options, model=target.lms.models.get("task"))
+    return resume.open_state(ctx.session.resume_root(), nodeid=ctx.nodeid, name=target.name,
+                             fingerprints=fingerprints, resume=ctx.settings.resume, progress=ctx.progress,
+                             note_once=ctx.session.note_once)
+
+
 def _say_how_to_resume(ctx: BuildContext, target: Target, state: resume.RunState | None) -> None:
     """Ctrl-C: the artifact is untouched, and the state (when kept) lets the next run continue."""
     kept = state is not None and (state.run_dir / resume.STATE_FILE).is_file()
     if kept:
         ctx.progress(f"  {target.name}: interrupted; the artifact is unchanged and the compile state is kept. "
-                     f"Continue with `{resume.resume_command(ctx)}`")
+                     f"Continue with `{resume.resume_command(ctx.nodeid)}`")
     else:
         ctx.progress(f"  {target.name}: interrupted; the artifact is unchanged (no compile state was kept)")
 
