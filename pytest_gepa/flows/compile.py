@@ -22,8 +22,15 @@ from pytest_gepa.artifact.model import (
     Provenance,
     Scores,
 )
-from pytest_gepa.errors import ArtifactError, LMError, OptimizerError
-from pytest_gepa.evaluate import MAX_LM_ERROR_SHARE, UNPARSEABLE_REPLY, Evaluation, evaluate
+from pytest_gepa.errors import ArtifactError, LMError, LMNotConfigured, OptimizerError
+from pytest_gepa.evaluate import (
+    MAX_LM_ERROR_SHARE,
+    NOT_CONFIGURED,
+    UNPARSEABLE_REPLY,
+    Evaluation,
+    evaluate,
+    not_configured_message,
+)
 from pytest_gepa.flows.gate import conclude, stale_reasons
 from pytest_gepa.flows.scoring import (
     GateFailure,
@@ -189,6 +196,9 @@ def _say_how_to_resume(ctx: BuildContext, target: Target, state: resume.RunState
 
 def _raise_if_lm_failed(ctx: BuildContext, target: Target, role: str) -> None:
     used = ctx.session.meter.since(target.usage_before)[role]
+    if used.failures and (used.first_error or "").startswith(NOT_CONFIGURED):
+        target.report.status = "error"
+        raise LMNotConfigured(not_configured_message(role, used.first_error or ""))
     if _failing(used):
         target.report.status = "lm error"
         raise LMError(f"{used.failures} of {used.calls} calls to {target.lms.describe(role)} failed (first error: "
