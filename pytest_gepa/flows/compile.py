@@ -308,14 +308,15 @@ def _pick_rival(ctx: BuildContext, target: Target, program: Any, devset: Sequenc
     return rival.program
 
 
-def finish(ctx: BuildContext, target: Target, *, test_failed: bool, caller: tuple[str, int] | None) -> None:
-    """At teardown: a candidate is written only now, and only when its test passed (own asserts too)."""
-    if test_failed or target.run is None:
+def finish(ctx: BuildContext, target: Target, *, test_outcome: str, caller: tuple[str, int] | None) -> None:
+    """At teardown: a candidate is written only now, and only when its test passed (own asserts too):
+    not when it failed, was skipped after the gate, or xfailed."""
+    if test_outcome != "passed" or target.run is None:
         if target.pending is not None:
             target.store.write_rejected(target.pending)
             target.report.status = "rejected"
-            target.report.message = (f"the test failed after gepa.gate; the candidate was not written and is saved "
-                                     f"for review at '{target.store.rejected_path}'")
+            target.report.message = (f"the test {_ended(test_outcome)} after gepa.gate; the candidate was not written "
+                                     f"and is saved for review at '{target.store.rejected_path}'")
         return
     if not target.gated:
         # A test that never called gepa.gate holds its candidate to the same rule on examples.test.
@@ -333,6 +334,11 @@ def finish(ctx: BuildContext, target: Target, *, test_failed: bool, caller: tupl
                 f"re-record it with `pytest --gepa-compile --gepa-record {ctx.nodeid}`")
         target.report.warnings.append(note)
         ctx.progress(f"  {target.name}: {note}")
+
+
+def _ended(outcome: str) -> str:
+    return {"skipped": "was skipped", "xfailed": "xfailed (its own check failed)",
+            "xpassed": "passed but is marked xfail"}.get(outcome, outcome)
 
 
 def build_artifact(ctx: BuildContext, target: Target, program: Any) -> Artifact:
