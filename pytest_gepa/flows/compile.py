@@ -173,7 +173,9 @@ def _open_state(ctx: BuildContext, target: Target, options: dict[str, Any]) -> r
     fingerprints = resume.fingerprint(
         program=provenance.program_fingerprint(target.seed_shape), data=str(target.examples.fingerprint),
         metric=metric_fingerprint(target.metric), budget=ctx.settings.budget, seed=ctx.settings.seed,
-        options=options, model=target.lms.models.get("task"))
+        # The draws behind GEPA's decisions change its path as much as an option does.
+        options={**options, "gepa_compile_samples": ctx.settings.compile_samples},
+        model=target.lms.models.get("task"))
     return resume.open_state(ctx.session.resume_root(), nodeid=ctx.nodeid, name=target.name,
                              fingerprints=fingerprints, resume=ctx.settings.resume, progress=ctx.progress,
                              note_once=ctx.session.note_once)
