@@ -163,6 +163,13 @@ class TriageProject:
         return self.run("--gepa-compile", "--gepa-budget", "light", *args)
 
 
+@pytest.fixture(autouse=True)
+def _no_job_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where this suite itself runs in GitHub Actions, its pytester runs must not append their summaries
+    to the job's own; the tests of the job summary set GITHUB_STEP_SUMMARY themselves."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
 @pytest.fixture
 def triage_project(pytester: pytest.Pytester) -> TriageProject:
     return TriageProject(pytester)
