@@ -285,9 +285,13 @@ def field_text(value: Any) -> str:
 
 
 def fields(value: Any) -> list[tuple[str, str]]:
-    """An example's ``inputs`` or ``output`` as (field, text) pairs; a bare value has the field ``""``."""
+    """An example's ``inputs`` or ``output`` as (field, text) pairs; a bare value has the field ``""``.
+
+    By field name, as the JSON report stores them (sorted keys), so a view drawn from the JSON (a
+    merge) reads exactly as the run's own.
+    """
     if value is None:
         return []
     if isinstance(value, dict):
-        return [(str(name), field_text(item)) for name, item in value.items()]
+        return [(str(name), field_text(value[name])) for name in sorted(value, key=str)]
     return [("", field_text(value))]
