@@ -204,3 +204,21 @@ def test_help_on_each_command(tmp_path: Path, args: list[str]) -> None:
     assert done.returncode == 0
     assert done.stdout.startswith("usage: pytest-gepa")
     assert ("Exit status: 0 fine, 1 a failed verdict" in done.stdout) == (args == ["--help"])
+
+
+def test_the_ci_example_calls_both_commands_as_they_parse() -> None:
+    import shlex
+
+    import yaml
+
+    from pytest_gepa.cli.main import build_parser
+
+    workflow = yaml.safe_load((Path(__file__).parents[1] / "examples" / "ci" / "gepa-sharded.yml").read_text())
+    commands = [line.strip() for job in workflow["jobs"].values() for step in job["steps"]
+                for line in str(step.get("run", "")).splitlines() if "pytest-gepa " in line]
+    seen = set()
+    for command in commands:
+        words = shlex.split(command[command.index("pytest-gepa "):].split(">>")[0])
+        args = build_parser().parse_args(words[1:])  # a usage error would exit 4 here
+        seen.add(args.command)
+    assert seen == {"merge", "diff"}
