@@ -35,7 +35,9 @@ import pytest_gepa.flows.compile  # noqa: E402
 import pytest_gepa.flows.handle  # noqa: E402
 import pytest_gepa.optimizer.keeper  # noqa: E402
 import pytest_gepa.optimizer.resume  # noqa: E402
+import pytest_gepa.report.artifact_diff  # noqa: E402
 import pytest_gepa.report.files  # noqa: E402
+import pytest_gepa.report.summary  # noqa: E402
 import pytest_gepa.report.terminal  # noqa: E402
 import pytest_gepa.role_lms  # noqa: E402
 import pytest_gepa.rubric.agreement  # noqa: E402
