@@ -224,3 +224,26 @@ def test_the_ci_example_calls_both_commands_as_they_parse() -> None:
         args = build_parser().parse_args(words[1:])  # a usage error would exit 4 here
         seen.add(args.command)
     assert seen == {"merge", "diff"}
+
+
+def test_one_job_per_model_merged_is_the_model_matrix_of_one_run(pytester: pytest.Pytester) -> None:
+    from test_option_gepa_task_lm_matrix import MATRIX_LMS, TWO
+
+    project = TriageProject(pytester, lms=MATRIX_LMS)
+    project.compile("--gepa-task-lm", TWO).assert_outcomes(passed=2)
+    project.run("--gepa-task-lm", TWO, "--gepa-report", "whole.json").assert_outcomes(passed=2)
+    jobs = []
+    for model in TWO.split(","):
+        jobs.append(f"{model.rsplit('/', 1)[-1]}.json")
+        project.run("--gepa-task-lm", TWO, "--gepa-report", jobs[-1],
+                    f"{project.nodeid}[{model}]").assert_outcomes(passed=1)
+    done = cli("merge", *reversed(jobs), "--output", "merged.json", "--output", "merged.md", cwd=project.root)
+    assert done.returncode == 0, done.stderr
+    merged, whole = (json.loads((project.root / name).read_text()) for name in ("merged.json", "whole.json"))
+    assert [(row["matrix_target"], row["model"]) for row in merged["targets"]] == [
+        (project.nodeid, "scripted/task"), (project.nodeid, "scripted/task-pro")]
+    assert merged["targets"] == whole["targets"] and merged["totals"] == whole["totals"]
+    markdown = (project.root / "merged.md").read_text()
+    matrix = markdown[markdown.index("### Model matrix"):markdown.index("### Next steps")]
+    assert "| target | `scripted/task` | `scripted/task-pro` |" in matrix
+    assert f"| `{project.nodeid}` | 1.000 passed | 1.000 passed |" in matrix
