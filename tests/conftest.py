@@ -123,7 +123,7 @@ def literal(text: str) -> str:
     return re.sub(r"([\[\]*?])", r"[\1]", text)
 
 
-def write_split_triage_data(path: Path, n: int = 40) -> Path:
+def write_split_triage_data(path: Path, n: int = 40, *, rules: bool = False) -> Path:
     """The triage rows with a ``split`` column that puts every convention (and every category) in
     train, val and test, so what GEPA learns on train/val is what the test split asks for."""
     from world.triage import find_convention
@@ -132,7 +132,7 @@ def write_split_triage_data(path: Path, n: int = 40) -> Path:
     order = ("train", "train", "val", "test")
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as out:
-        for row in world.triage_rows(n):
+        for row in world.triage_rows(n, rules=rules):
             convention = find_convention(row["ticket"])
             group = convention.key if convention is not None else row["category"]
             split = order[seen.get(group, 0) % len(order)]

@@ -67,6 +67,8 @@ def optimize(ctx: BuildContext, target: Target, program: Any, options: dict[str,
     report.baseline, report.stop_reason, report.metric_calls = run.val_baseline, run.stop_reason, run.metric_calls
     report.trajectory = list(run.trajectory)
     report.instructions = serializer.instructions(run.program)
+    if run.decisions:
+        report.warnings.append(run.decisions)  # a notice in the summary, beside the target's row
     target.lms.attach_task_lm(run.program)
     return run.program
 
@@ -140,7 +142,7 @@ def _run(ctx: BuildContext, target: Target, optimizer: str, program: Any, option
                 task_lm=lms.lm("task"), reflection_lm=lms.lm("reflection"), budget=settings.budget,
                 seed=settings.seed, threads=settings.threads, stop_at=settings.stop_at, patience=settings.patience,
                 watch=_Watch(ctx, target, before), progress=lambda line: ctx.progress(f"  {target.name}: {line}"),
-                options=dict(options), state=state,
+                options=dict(options), state=state, decision_samples=settings.compile_samples,
             )
     except KeyboardInterrupt:
         _say_how_to_resume(ctx, target, state)
@@ -171,7 +173,9 @@ def _open_state(ctx: BuildContext, target: Target, options: dict[str, Any]) -> r
     fingerprints = resume.fingerprint(
         program=provenance.program_fingerprint(target.seed_shape), data=str(target.examples.fingerprint),
         metric=metric_fingerprint(target.metric), budget=ctx.settings.budget, seed=ctx.settings.seed,
-        options=options, model=target.lms.models.get("task"))
+        # The draws behind GEPA's decisions change its path as much as an option does.
+        options={**options, "gepa_compile_samples": ctx.settings.compile_samples},
+        model=target.lms.models.get("task"))
     return resume.open_state(ctx.session.resume_root(), nodeid=ctx.nodeid, name=target.name,
                              fingerprints=fingerprints, resume=ctx.settings.resume, progress=ctx.progress,
                              note_once=ctx.session.note_once)
@@ -346,6 +350,7 @@ def build_artifact(ctx: BuildContext, target: Target, program: Any) -> Artifact:
             name=run.optimizer, budget=ctx.settings.budget, seed=ctx.settings.seed, metric_calls=run.metric_calls,
             candidates=run.candidates, accepted_proposals=run.accepted_proposals, trajectory=run.trajectory,
             stop_reason=run.stop_reason, wall_time_s=run.wall_time_s,
+            decision_draws=run.decision_draws if run.optimizer == "gepa" else None, selection=run.selection,
             lm_usage=target.lms.usage_record(ctx.session.meter.since(target.usage_before)),
         ),
     )

@@ -178,6 +178,8 @@ class StateKeeper:
                          "iteration": observer.iteration},
             "early_stop": list(self._stop_values),
         }
+        if getattr(observer, "draws", None) is not None:
+            extra["draws"] = observer.draws.state()
         if self.sampler is not None:
             extra["sampler"] = _sampler_state(self.sampler)
         try:
@@ -197,6 +199,8 @@ class StateKeeper:
         observer.iteration, observer.metric_calls = int(seen.get("iteration", 0)), int(saved.get("metric_calls", 0))
         observer.budget = saved.get("budget")
         observer._last_reported_best = observer.best
+        if "draws" in saved and getattr(observer, "draws", None) is not None:
+            observer.draws.restore(saved["draws"])
         if "early_stop" in saved:
             self.early_stop._best, self.early_stop._stalled = float(saved["early_stop"][0]), int(saved["early_stop"][1])
 

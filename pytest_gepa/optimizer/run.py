@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from pytest_gepa.errors import OptimizerError
 from pytest_gepa.metrics import Metric, call_metric, takes_gepa_arguments
+from pytest_gepa.optimizer import draws as decisions
 from pytest_gepa.optimizer.keeper import CompileInterrupted, GracefulInterrupt, KeptState, StateKeeper
 
 # Fewer words than this is not an instruction (a weak reflection LM's one-word "proposals").
@@ -35,6 +36,9 @@ class OptimizationRun:
     wall_time_s: float
     stop_reason: str | None = None
     lm_calls: int = 0
+    decision_draws: int = 0  # metric calls spent re-drawing close decisions (in metric_calls too)
+    decisions: str | None = None  # the summary's sentence about them
+    selection: dict[str, Any] | None = None  # how the final candidate was picked, for the artifact
 
 
 @dataclass
@@ -50,6 +54,7 @@ class CompileObserver:
     trajectory: list[tuple[int, float]] = field(default_factory=list)
     best: float | None = None
     metric_calls: int = 0
+    draws: Any = None  # the run's ``draws.Draws``: a resumed run continues with what it has seen
     _last_reported_best: float | None = None
     _last_reported_quarter: int = 0
 
@@ -147,10 +152,13 @@ def gepa_metric(metric: Metric) -> Metric:
 def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metric, *, task_lm: Any,
              reflection_lm: Any, budget: str | int, seed: int, threads: int, stop_at: float | None,
              patience: int | None, watch: RunWatch, progress: Callable[[str], None],
-             options: dict[str, Any], state: KeptState | None = None) -> OptimizationRun:
+             options: dict[str, Any], state: KeptState | None = None,
+             decision_samples: int = 1) -> OptimizationRun:
     """Run dspy's real GEPA on train/val and return the best program with what the run looked like.
 
-    With ``state``, GEPA keeps its run state in ``state.run_dir`` (and continues from it when
+    With ``decision_samples`` > 1, close acceptance calls and the final pick among the Pareto
+    front's best are judged on up to that many draws (``pytest_gepa.optimizer.draws``). With
+    ``state``, GEPA keeps its run state in ``state.run_dir`` (and continues from it when
     ``state.resuming``); Ctrl-C stops at the end of the iteration with the state kept.
     """
     import dspy
@@ -163,9 +171,13 @@ def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metri
     gepa_kwargs["callbacks"] = [*gepa_kwargs.get("callbacks", []), observer]
     early_stop = EarlyStop(stop_at=stop_at, patience=patience, must_stop=watch.must_stop)
     interrupt = GracefulInterrupt(progress)
+    draws = observer.draws = decisions.Draws(program, trainset, valset, metric, task_lm, max(1, decision_samples),
+                                             threads)
     if state is not None:
         StateKeeper.install(state, observer, early_stop, seed, options, gepa_kwargs)
     gepa_kwargs["stop_callbacks"] = [*gepa_kwargs.get("stop_callbacks", []), early_stop, interrupt]
+    decisions.install(draws, gepa_kwargs, lambda: None if observer.budget is None
+                      else observer.budget - observer.metric_calls)
     budget_kwargs: dict[str, Any] = {"auto": budget} if isinstance(budget, str) else {"max_metric_calls": budget}
     optimizer = dspy.GEPA(
         metric=gepa_metric(metric),
@@ -191,16 +203,27 @@ def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metri
         raise OptimizerError(f"the compile was stopped: {early_stop.reason}. The previous artifact is unchanged.")
     results = optimized.detailed_results
     scores = list(results.val_aggregate_scores)
+    best, pick = results.best_idx, None
+    if draws.samples > 1 and scores:
+        before = draws.spent
+        with dspy.context(lm=task_lm):
+            pick = decisions.pick_final(draws, results)
+        if pick is not None and pick.picked != best:
+            best, optimized = pick.picked, results.candidates[pick.picked]
+            optimized.detailed_results = results  # as dspy's own pick carries them
+        observer.metric_calls += draws.spent - before
     run = OptimizationRun(
         optimizer="gepa",
         program=optimized,
         val_baseline=scores[0] if scores else None,
-        val_optimized=scores[results.best_idx] if scores else None,
-        metric_calls=results.total_metric_calls,
+        val_optimized=scores[best] if scores else None,
+        metric_calls=results.total_metric_calls + (pick.draws if pick is not None else 0),
         candidates=len(results.candidates),
         accepted_proposals=observer.accepted,
         trajectory=observer.trajectory,
         wall_time_s=round(wall, 3),
+        decision_draws=draws.spent, decisions=decisions.summary(draws, pick),
+        selection=None if pick is None else pick.record(),
     )
     _check_the_run_did_something(run, observer, *watch.reflection_calls())
     if run.stop_reason is None:
@@ -300,12 +323,14 @@ class ScalarMetric:
 def run_optimizer(name: str, program: Any, trainset: list[Any], valset: list[Any], metric: Metric, *,
                   task_lm: Any, reflection_lm: Any, budget: str | int, seed: int, threads: int,
                   stop_at: float | None, patience: int | None, watch: RunWatch, progress: Callable[[str], None],
-                  options: dict[str, Any], state: KeptState | None = None) -> OptimizationRun:
+                  options: dict[str, Any], state: KeptState | None = None,
+                  decision_samples: int = 1) -> OptimizationRun:
     """Run the named optimizer; every optimizer reports the same ``OptimizationRun``."""
     if name == "gepa":
         return run_gepa(program, trainset, valset, metric, task_lm=task_lm, reflection_lm=reflection_lm,
                         budget=budget, seed=seed, threads=threads, stop_at=stop_at, patience=patience,
-                        watch=watch, progress=progress, options=options, state=state)
+                        watch=watch, progress=progress, options=options, state=state,
+                        decision_samples=decision_samples)
     import dspy
 
     from pytest_gepa.evaluate import evaluate
