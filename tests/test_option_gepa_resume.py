@@ -161,15 +161,6 @@ def test_without_resume_a_found_state_says_how_to_continue_and_starts_afresh(
     result.stdout.no_fnmatch_line("*resumed at iteration*")
 
 
-def test_a_log_dir_option_is_refused_so_no_pickle_is_loaded_from_the_repository(interruptible: TriageProject) -> None:
-    path = interruptible.root / "test_triage.py"
-    path.write_text(path.read_text().replace("metric=metric)\n", "metric=metric, log_dir='state')\n", 1))
-    result = _compile(interruptible.pytester)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*gepa.compile(..., log_dir='state'): pytest-gepa keeps GEPA's run state under "
-                                 "pytest's cache directory*"])
-
-
 # -- killed halfway (SIGKILL) and resumed: no more than 15% more task-LM calls, the same scores -------
 
 # An uninterrupted compile of the triage target with stop_at off makes about 420 task calls in GEPA.

@@ -14,7 +14,13 @@ from typing import Any, Protocol
 
 from pytest_gepa.errors import OptimizerError
 from pytest_gepa.metrics import Metric, call_metric, takes_gepa_arguments
-from pytest_gepa.optimizer.keeper import CompileInterrupted, GracefulInterrupt, KeptState, StateKeeper
+from pytest_gepa.optimizer.keeper import (
+    CompileInterrupted,
+    GracefulInterrupt,
+    KeptState,
+    StateKeeper,
+    refuse_state_dirs,
+)
 
 # Fewer words than this is not an instruction (a weak reflection LM's one-word "proposals").
 MIN_INSTRUCTION_WORDS = 3
@@ -157,6 +163,7 @@ def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metri
 
     observer = CompileObserver(progress=progress)
     gepa_kwargs = dict(options.pop("gepa_kwargs", {}) or {})
+    refuse_state_dirs(options, gepa_kwargs)  # with the cache off too: state is never loaded from elsewhere
     # The same candidate is often scored on the same example twice (minibatch, then full val);
     # GEPA can remember those scores instead of paying for the LM calls again.
     gepa_kwargs.setdefault("cache_evaluation", True)
