@@ -4,6 +4,7 @@ the file gepa wrote; and --gepa-resume without a cache is said, not silently pai
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import shutil
@@ -194,6 +195,24 @@ def test_a_truncated_state_is_named_discarded_and_the_compile_starts_afresh(
                                  "it, starting afresh"])
     result.stdout.no_fnmatch_line("*resumed at iteration*")
     assert interruptible.artifact.exists()
+    assert _state_files(interruptible.root) == []
+
+
+def test_a_state_gepa_saved_that_no_longer_loads_is_named_discarded_and_the_compile_starts_afresh(
+        interruptible: TriageProject, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _interrupt_at(interruptible.pytester, monkeypatch, 20).ret == pytest.ExitCode.INTERRUPTED
+    folder = _state_folder(interruptible)
+    state = folder / "gepa" / "gepa_state.bin"
+    # The file gepa saved, by its digest, that cannot be unpickled now (as when a class it names is gone).
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    info = json.loads((folder / "resume.json").read_text())
+    info["state_sha256"] = hashlib.sha256(state.read_bytes()).hexdigest()
+    (folder / "resume.json").write_text(json.dumps(info))
+    result = _compile(interruptible.pytester, "--gepa-resume")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*test_triage_prompt: the saved compile state '*{literal(state.name)}' cannot be "
+                                 "loaded (UnpicklingError: pickle data was truncated); discarded it, starting afresh"])
+    result.stdout.no_fnmatch_line("*resumed at iteration*")
     assert _state_files(interruptible.root) == []
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from pytest_gepa._io import atomic_write
 from pytest_gepa.canonical import plain
+from pytest_gepa.errors import describe_error
 
 RESUME_FOLDER = "gepa-resume"  # under pytest's cache directory: .pytest_cache/d/gepa-resume/
 INFO_FILE = "resume.json"
@@ -172,6 +173,19 @@ def _discard(folder: Path) -> str | None:
     return None if not folder.exists() else "it is still there after removing it"
 
 
+def _unloadable(state_file: Path) -> str | None:
+    """Why gepa could not load this state (it is the file gepa saved, yet a class it names may be
+    gone), or None. Loaded as gepa loads it, and only once its digest says it is gepa's own."""
+    import pickle
+
+    try:
+        with state_file.open("rb") as stream:
+            pickle.load(stream)
+    except Exception as error:  # whatever unpickling raises (a module gone, a truncated file)
+        return describe_error(error)
+    return None
+
+
 def _verdict(folder: Path, fingerprints: dict[str, str], nodeid: str, resume: bool) -> tuple[bool, str | None]:
     """(resume it?, what to say) for the state found in ``folder``."""
     state_file = folder / RUN_DIR / STATE_FILE
@@ -190,6 +204,10 @@ def _verdict(folder: Path, fingerprints: dict[str, str], nodeid: str, resume: bo
     if reason is not None:
         return False, reason
     if resume:
+        problem = _unloadable(state_file)
+        if problem is not None:
+            return False, (f"the saved compile state '{state_file}' cannot be loaded ({problem}); discarded it, "
+                           "starting afresh")
         return True, None
     iteration, calls = _progress_of(info)
     return False, (f"an interrupted compile saved its state at iteration {iteration} ({calls} metric calls spent); "
