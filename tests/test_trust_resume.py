@@ -127,6 +127,29 @@ def test_triage_prompt''')
                                  "starting afresh"])
 
 
+def test_the_models_are_resolved_for_each_role_as_the_compile_will_use_them(tmp_path: Path) -> None:
+    import dspy
+
+    from pytest_gepa.flows.target_lms import TargetLMs
+    from pytest_gepa.metrics import exact_match
+    from pytest_gepa.rubric import load_rubric
+    from pytest_gepa.usage import UsageMeter
+
+    fixtures = {role: world.scripted_lm(role) for role in ("task", "reflection", "judge")}
+    lms = TargetLMs(get_lm=fixtures.__getitem__, meter=UsageMeter(), cassette=None, replay=False, nodeid="t")
+    program = dspy.ChainOfThought("ticket -> category")
+    rubric = "name: triage\ncriteria:\n  - name: correct\n    description: The category is right.\n"
+    (tmp_path / "plain.yaml").write_text(rubric)
+    (tmp_path / "own.yaml").write_text("judge_lm: openai/own-judge\n" + rubric)
+    assert lms.resolved_models(program, exact_match("category")) == {
+        "task": "scripted/task", "reflection": "scripted/reflection", "judge": None}
+    assert lms.resolved_models(program, load_rubric(tmp_path / "plain.yaml"))["judge"] == "scripted/judge"
+    assert lms.resolved_models(program, load_rubric(tmp_path / "own.yaml"))["judge"] == "openai/own-judge"
+    # A predictor with its own LM talks to that model whatever the task LM is.
+    program.predict.lm = dspy.LM("scripted/own", engine=world.ScriptedEngine("task"))
+    assert lms.resolved_models(program, exact_match("category"))["task"] == "scripted/task; predict=scripted/own"
+
+
 # -- 2. --gepa-resume without pytest's cache -----------------------------------------------------------
 
 
