@@ -243,6 +243,15 @@ def resolve_settings(config: pytest.Config) -> Settings:
     if config.getoption("gepa_resume", default=None) and not _switch(config, "gepa_compile"):
         raise pytest.UsageError("--gepa-resume continues an interrupted compile: run it with --gepa-compile "
                                 "(`pytest --gepa-compile --gepa-resume ...`).")
+    resume = _switch(config, "gepa_resume")
+    if resume and _switch(config, "gepa_compile") and not config.pluginmanager.hasplugin("cacheprovider"):
+        # The state is kept only in pytest's cache: without it every call would be paid again, unsaid.
+        where = "--gepa-resume" if config.getoption("gepa_resume", default=None) else "the ini key gepa_resume"
+        raise pytest.UsageError(
+            f"{where} continues an interrupted compile from the state kept in pytest's cache directory, but pytest's "
+            "cache provider is disabled (-p no:cacheprovider, on the command line or in addopts), so there is no "
+            "state to resume and none would be kept. Enable the cache provider (drop -p no:cacheprovider), or run "
+            "without --gepa-resume to compile afresh.")
     artifact_dir = _text(config, "gepa_artifact_dir")
     report = _report_path(config)
     confidence = _number(config, "gepa_confidence", low=0.5, high=0.999, expected="a confidence between 0.5 and 0.999")
@@ -258,7 +267,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         mode="compile" if _switch(config, "gepa_compile") else "gate",
         record=record,
         replay=replay,
-        resume=_switch(config, "gepa_resume"),
+        resume=resume,
         budget=_budget(config),
         artifact_dir=Path(config.rootpath, artifact_dir) if artifact_dir else None,
         report=report,

@@ -21,7 +21,8 @@ from world.triage import CONVENTIONS
 
 from pytest_gepa.evaluate import evaluate
 from pytest_gepa.metrics import exact_match
-from pytest_gepa.optimizer.run import OptimizationRun, run_optimizer
+from pytest_gepa.optimizer.outcome import OptimizationRun
+from pytest_gepa.optimizer.run import run_optimizer
 
 LITERAL_LMS = '''
 import pytest

@@ -39,7 +39,8 @@ from pytest_gepa.flows.scoring import (
 from pytest_gepa.flows.target import BuildContext, Target
 from pytest_gepa.metrics import Metric, metric_fingerprint
 from pytest_gepa.optimizer import resume
-from pytest_gepa.optimizer.run import NothingToReflectOn, OptimizationRun, run_optimizer
+from pytest_gepa.optimizer.outcome import OptimizationRun
+from pytest_gepa.optimizer.run import NothingToReflectOn, run_optimizer
 from pytest_gepa.usage import ROLES, RoleCounter
 from pytest_gepa.verdict.thresholds import decide, devset_resolution
 
@@ -131,7 +132,7 @@ def _run(ctx: BuildContext, target: Target, optimizer: str, program: Any, option
     ctx.progress(f"compiling {ctx.nodeid} [{target.name}] with {optimizer}, budget {ctx.settings.budget}")
     settings, lms = ctx.settings, target.lms
     # Only GEPA keeps a run state; the other optimizers start over every time.
-    state = _open_state(ctx, target, options) if optimizer == "gepa" else None
+    state = _open_state(ctx, target, program, options) if optimizer == "gepa" else None
     if state is not None and (line := resume.resumed_line(state)) is not None:
         ctx.progress(f"  {target.name}: {line}")
     before = ctx.session.meter.snapshot()
@@ -168,14 +169,17 @@ def _run(ctx: BuildContext, target: Target, optimizer: str, program: Any, option
     return run
 
 
-def _open_state(ctx: BuildContext, target: Target, options: dict[str, Any]) -> resume.RunState | None:
-    """GEPA's kept state for this target, keyed on everything that would make it another run."""
+def _open_state(ctx: BuildContext, target: Target, program: Any,
+                options: dict[str, Any]) -> resume.RunState | None:
+    """GEPA's kept state for this target, keyed on everything that would make it another run
+    (the models as resolved, not as configured: a fixture's own LM has no option to read)."""
     fingerprints = resume.fingerprint(
-        program=provenance.program_fingerprint(target.seed_shape), data=str(target.examples.fingerprint),
-        metric=metric_fingerprint(target.metric), budget=ctx.settings.budget, seed=ctx.settings.seed,
+        program=provenance.program_fingerprint(target.seed_shape), source=resume.source_fingerprint(program),
+        data=str(target.examples.fingerprint), metric=metric_fingerprint(target.metric), budget=ctx.settings.budget,
+        seed=ctx.settings.seed,
         # The draws behind GEPA's decisions change its path as much as an option does.
         options={**options, "gepa_compile_samples": ctx.settings.compile_samples},
-        model=target.lms.models.get("task"))
+        models=target.lms.resolved_models(program, target.metric), versions=provenance.versions())
     return resume.open_state(ctx.session.resume_root(), nodeid=ctx.nodeid, name=target.name,
                              fingerprints=fingerprints, resume=ctx.settings.resume, progress=ctx.progress,
                              note_once=ctx.session.note_once)
