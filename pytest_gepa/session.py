@@ -46,6 +46,7 @@ class GepaSession:
         # In a model matrix: each collected test's model (its files are <name>@<model-slug>.*).
         self.models: dict[str, str] = {}
         self.report_problem: str | None = None  # why --gepa-report could not be written
+        self.summary_problem: str | None = None  # why the $GITHUB_STEP_SUMMARY job summary could not be written
         # pytest's cache (None under -p no:cacheprovider): where compile state is kept, out of git.
         self.cache = cache
         self.notes: set[str] = set()
@@ -160,7 +161,9 @@ class GepaSession:
     def sorted_reports(self) -> list[TargetReport]:
         """In node-id order, so the summary and the report read the same with or without xdist; a
         matrix target's models next to each other, by model name."""
-        return sorted(self.reports, key=lambda r: (r.matrix_target or r.nodeid, r.model or "", r.nodeid, r.name))
+        from pytest_gepa.report.model import report_order
+
+        return sorted(self.reports, key=report_order)
 
 
 def _claim_across_workers(claims_dir: Path, key: Path, nodeid: str) -> str:
