@@ -11,15 +11,15 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import pytest
 
 
-@dataclass(frozen=True)
-class Option:
+# NamedTuples, not dataclasses: this module loads in every pytest run, and a dataclass builds its
+# methods from generated source at each import (several ms on a busy machine, per class).
+class Option(NamedTuple):
     """One setting: its flag (if any), ini key, help text and default."""
 
     ini: str
@@ -110,8 +110,7 @@ OPTIMIZERS = ("gepa", "miprov2", "bootstrap")
 Mode = Literal["gate", "compile"]
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """What this pytest run was asked to do with its gepa targets."""
 
     mode: Mode = "gate"

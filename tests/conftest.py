@@ -28,11 +28,12 @@ world.prime_litellm()
 # Likewise the plugin's own lazily imported modules: imported once here, they are not re-imported
 # (and re-parsed by pytest's assertion rewriter) inside every in-process run, where a parse racing
 # another thread's meets CPython 3.11's "AST constructor recursion depth mismatch" bug.
-import pytest_gepa.cassette.lm  # noqa: E402
+import pytest_gepa.cassette.engine  # noqa: E402
 import pytest_gepa.data.identified  # noqa: E402
 import pytest_gepa.data.yaml_source  # noqa: E402
 import pytest_gepa.flows.compile  # noqa: E402
 import pytest_gepa.flows.handle  # noqa: E402
+import pytest_gepa.local_model.lm  # noqa: E402
 import pytest_gepa.optimizer.keeper  # noqa: E402
 import pytest_gepa.optimizer.resume  # noqa: E402
 import pytest_gepa.report.artifact_diff  # noqa: E402

@@ -78,9 +78,11 @@ class TargetLMs:
 
     def describe(self, role: str) -> str:
         """``the task model 'openai/x' at http://...``: what a person checks when it fails."""
+        from pytest_gepa.cassette import unwrap
+
         lm = self.lm(role)
         model = str(getattr(lm, "model", "?"))
-        kwargs = getattr(getattr(lm, "inner", lm), "kwargs", {}) or {}
+        kwargs = getattr(unwrap(lm), "kwargs", {}) or {}  # behind a cassette, the endpoint is the wrapped LM's
         base = kwargs.get("api_base") or kwargs.get("base_url")
         if not base:
             # litellm reads an endpoint from <PROVIDER>_API_BASE / _BASE_URL when the LM names none.
