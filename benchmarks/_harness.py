@@ -249,14 +249,24 @@ class Context:
     stack: ExitStack = field(default_factory=ExitStack)
     blocks: dict[str, str] = field(default_factory=dict)  # RESULTS.md sections by block name (see _results)
     _triage: Triage | None = None
+    _others: dict[str, Triage] = field(default_factory=dict)
 
     def folder(self, name: str) -> Path:
         path = self.workdir / name
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def triage(self) -> Triage:
-        """The shared triage project over HTTP, its server started on first use (stopped by ``close``)."""
+    def triage(self, lms: str = "own") -> Triage:
+        """The shared triage project over HTTP, its server started on first use (stopped by ``close``).
+        ``lms``: how the project names its LMs (``_project.LM_KINDS``); each kind has its own project
+        on the one server."""
+        if lms != "own":
+            if lms not in self._others:
+                shared = self.triage()
+                project = TriageHttpProject(self.workdir / f"project-{lms}", rows=self.args.rows, lms=lms)
+                self._others[lms] = Triage(project, shared.server, shared.requests,
+                                           {**shared.env, "BENCH_PHASES": str(project.phases)})
+            return self._others[lms]
         if self._triage is None:
             project = TriageHttpProject(self.workdir / "project", rows=self.args.rows)
             server, requests = self.stack.enter_context(scripted_server(self.args.latency))
@@ -265,9 +275,9 @@ class Context:
             self._triage = Triage(project, server, requests, env)
         return self._triage
 
-    def compiled_triage(self) -> Triage:
+    def compiled_triage(self, lms: str = "own") -> Triage:
         """The shared project with the gate test's artifact compiled (once, with the default early stop)."""
-        triage = self.triage()
+        triage = self.triage(lms)
         if not triage.project.gate_artifact.exists():
             cmd = pytest_cmd("-q", "--gepa-compile", "--gepa-threads", str(self.args.threads), GATE_FILE)
             require_ok("compile for the gate", run(cmd, cwd=triage.project.root, env=triage.env))

@@ -1,11 +1,12 @@
 """The throwaway projects the benchmarks run pytest on, each in its own temp directory.
 
 ``TriageHttpProject`` is the triage target of ``tests/conftest.py``'s ``TriageProject``, with its
-LMs reached over HTTP (the scripted world's server) through litellm, as a user's conftest would
-override them. Its test records when ``gepa.compile`` and ``gepa.gate`` start and end (wall-clock
-``time.time()``, which the server's request log shares), so each LM request can be attributed to
-the phase that made it. ``write_trivial_suite`` is a plain suite with no gepa tests at all, and
-``write_dspy_only_suite`` one test that only imports dspy.
+LMs reached over HTTP (the scripted world's server) as a user names them: their own ``dspy.LM`` in
+a conftest (dspy's default engine, or litellm forced), or model strings. Its test records when
+``gepa.compile`` and ``gepa.gate`` start and end (wall-clock ``time.time()``, which the server's
+request log shares), so each LM request can be attributed to the phase that made it.
+``write_trivial_suite`` is a plain suite with no gepa tests at all, and ``write_dspy_only_suite``
+one test that only imports dspy.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import pytest
 
 def _lm(role):
     return dspy.LM(f"openai/{role}", api_base=os.environ["BENCH_BASE_URL"], api_key="sk-bench",
-                   engine="litellm", cache=False, num_retries=0)
+                   ENGINEcache=False, num_retries=0)
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +41,26 @@ def gepa_task_lm():
 def gepa_reflection_lm():
     return _lm("reflection")
 '''
+
+# Model strings: no fixture overrides; pytest.ini names bench/<role>, a provider declared to dspy at the
+# server (as benchmarks/_lms.py does for the plain scripts), served by dspy's own engine choice. The
+# cache is off as for the LMs above (and in the plain scripts), so repeats measure the same calls.
+STRINGS_CONFTEST = '''
+import os
+
+import dspy
+from dspy.lm15 import AccessPolicy, OpenAIChatCompat, ProviderDefinition, register_provider
+
+os.environ.setdefault("BENCH_API_KEY", "sk-bench")
+register_provider(ProviderDefinition.chat(
+    AccessPolicy(provider="bench", env_keys=("BENCH_API_KEY",), base_url=os.environ["BENCH_BASE_URL"]),
+    compat=OpenAIChatCompat()))
+dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
+'''
+STRINGS_INI = "[pytest]\ngepa_task_lm = bench/task\ngepa_reflection_lm = bench/reflection\n"
+# How each project names its LMs: a user's own dspy.LM (dspy's default engine, or litellm forced), or
+# model strings.
+LM_KINDS = ("own", "own-litellm", "strings")
 
 # JSONAdapter asks its LM whether it supports a response schema before every call; dspy.LM answers
 # that through litellm, so a replay that let the question through would import litellm for it.
@@ -139,13 +160,15 @@ class TriageHttpProject:
     ``json_adapter`` makes its conftest select dspy's JSONAdapter, as the examples' do."""
 
     def __init__(self, root: Path, rows: int, thresholds: str = "min_score=0.85, max_drop=0.03",
-                 json_adapter: bool = False) -> None:
+                 json_adapter: bool = False, lms: str = "own") -> None:
         self.root = root
+        self.lms = lms
         root.mkdir(parents=True, exist_ok=True)
         # An ini file pins the rootdir here, so the repository's pyproject.toml (its addopts,
         # filterwarnings=error) never applies to the benchmark project.
-        (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
-        conftest = CONFTEST.lstrip() + (JSON_ADAPTER if json_adapter else "")
+        (root / "pytest.ini").write_text(STRINGS_INI if lms == "strings" else "[pytest]\n", encoding="utf-8")
+        own = CONFTEST.replace("ENGINE", 'engine="litellm", ' if lms == "own-litellm" else "")
+        conftest = (STRINGS_CONFTEST if lms == "strings" else own).lstrip() + (JSON_ADAPTER if json_adapter else "")
         (root / "conftest.py").write_text(conftest, encoding="utf-8")
         test = textwrap.dedent(TRIAGE_TEST).lstrip().replace("GATE_THRESHOLDS", thresholds)
         (root / "test_triage.py").write_text(test, encoding="utf-8")

@@ -1,8 +1,10 @@
 """Compile: ``pytest --gepa-compile`` vs a hand-written ``dspy.GEPA`` script (``plain_gepa.py``).
 
 (a) at equal budget with early stop off (``-o gepa_stop_at=off``), (b) with the plugin's default
-early stop. Both score the candidate and the baseline on the test split afterwards, so end to end
-they do the same work; the server's request log attributes each LM call to a role and a phase.
+early stop, both with the user's own ``dspy.LM`` on dspy's default engine; (c) end to end at equal
+budget with model strings, and with litellm forced on both sides. Both score the candidate and the
+baseline on the test split afterwards, so end to end they do the same work; the server's request
+log attributes each LM call to a role and a phase.
 """
 
 from __future__ import annotations
@@ -33,11 +35,49 @@ from _project import NODEID, TriageHttpProject
 TITLE = "compile: pytest --gepa-compile vs plain dspy.GEPA"
 
 
+# The plain script's flags that name its LMs as each kind of project does (see _project.LM_KINDS).
+PLAIN_LM_ARGS = {"own": (), "own-litellm": ("--engine", "litellm"), "strings": ("--models", "strings")}
+KIND_TEXT = {"own-litellm": "own dspy.LM, engine='litellm' forced on both sides",
+             "strings": "model strings (gepa_task_lm = bench/task; plain: dspy.LM('bench/task'))"}
+
+
 def bench(ctx: Context) -> None:
     triage = ctx.triage()
     args = ctx.args
     bench_compile(ctx.report, triage.project, triage.server, triage.requests, triage.env, args.repeats,
                   args.threads, args.budget)
+    for kind in ("strings", "own-litellm"):
+        other = ctx.triage(kind)
+        bench_compile_pair(ctx.report, kind, other.project, other.server, other.requests, other.env,
+                           args.repeats, args.threads, args.budget)
+
+
+def bench_compile_pair(report: Report, kind: str, project: TriageHttpProject, server: Any, requests: RequestLog,
+                       env: dict[str, str], repeats: int, threads: int, budget: str) -> None:
+    """End to end, equal budget: the plugin's compile vs the plain script, both naming LMs as ``kind``."""
+    plugin: list[CompileRun] = []
+    plain: list[CompileRun] = []
+    for i in range(repeats):
+        steps = [lambda: plain.append(plain_compile(project, server, requests, env, threads, budget)),
+                 lambda: plugin.append(plugin_compile(project, requests, env, threads, budget, early_stop=False))]
+        for step in steps if i % 2 == 0 else steps[::-1]:
+            step()
+        log(f"compile ({kind}): plugin {plugin[-1].wall:.2f}s vs plain {plain[-1].wall:.2f}s")
+    report.raw[f"compile-{kind}"] = {"plugin": [vars(r) for r in plugin], "plain": [vars(r) for r in plain]}
+    sec = f"2c compile, {KIND_TEXT[kind]}"
+    wall = [r.wall for r in plugin], [r.wall for r in plain]
+    r = ratio(median(wall[0]), median(wall[1]))
+    report.add(sec, "end-to-end wall, equal budget", seconds(wall[0]), seconds(wall[1]), r,
+               "<= 1.1x" if kind == "strings" else "-", r <= 1.1 if kind == "strings" else None)
+    cpu = [r.cpu for r in plugin], [r.cpu for r in plain]
+    report.add(sec, "  CPU time of the whole process (user+sys)", seconds(cpu[0]), seconds(cpu[1]),
+               ratio(median(cpu[0]), median(cpu[1])), "-", None)
+    report.add(sec, "LM calls in the GEPA phase", calls_text(plugin, lambda x: x.compile_calls),
+               calls_text(plain, lambda x: x.compile_calls), ratio(median([total(x.compile_calls) for x in plugin]),
+                                                                  median([total(x.compile_calls) for x in plain])),
+               "-", None)
+    report.add(sec, "final val / test score", scores_text(plugin), scores_text(plain), None, "equal",
+               scores_equal(plugin, plain))
 
 
 @dataclass
@@ -93,7 +133,8 @@ def plain_compile(project: TriageHttpProject, server: Any, requests: RequestLog,
     out = project.root / "plain.json"
     out.unlink(missing_ok=True)
     cmd = [PYTHON, str(BENCH / "plain_gepa.py"), "--base-url", server.base_url, "--data", str(project.data),
-           "--out", str(out), "--budget", budget, "--threads", str(threads), "--seed", "0"]
+           "--out", str(out), "--budget", budget, "--threads", str(threads), "--seed", "0",
+           *PLAIN_LM_ARGS[project.lms]]
     mark = requests.mark()
     result = run(cmd, cwd=project.root, env=env)
     require_ok("compile: plain dspy.GEPA", result)

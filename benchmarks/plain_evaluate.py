@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--plan", default="[null]", help="JSON list of per-call latencies, one scoring each")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--models", choices=("own", "strings"), default="own",
+                        help="own: dspy.LM('openai/<role>', api_base=...); strings: a model string 'bench/<role>'")
+    parser.add_argument("--engine", choices=("auto", "litellm"), default="auto", help="dspy.LM(engine=...)")
     args = parser.parse_args(argv)
 
     import dspy
@@ -52,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         category: str = dspy.OutputField()
 
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
-    lm = dspy.LM("openai/task", api_base=args.base_url, api_key="sk-bench", engine="litellm", cache=False,
-                 num_retries=0)
+    from _lms import bench_lm
+
+    lm = bench_lm("task", args.base_url, models=args.models, engine=args.engine)
     dspy.configure(lm=lm)
     program = dspy.ChainOfThought(Triage)
     # The artifact's "program" is dspy's own dump_state() (headers stripped), so dspy loads it as is.

@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--models", choices=("own", "strings"), default="own",
+                        help="own: dspy.LM('openai/<role>', api_base=...); strings: a model string 'bench/<role>'")
+    parser.add_argument("--engine", choices=("auto", "litellm"), default="auto", help="dspy.LM(engine=...)")
     parser.add_argument("--budget", default="light", help="light, medium, heavy or a number of metric calls")
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
@@ -60,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         ticket: str = dspy.InputField()
         category: str = dspy.OutputField()
 
+    from _lms import bench_lm
+
     def lm(role: str) -> Any:
-        return dspy.LM(f"openai/{role}", api_base=args.base_url, api_key="sk-bench", engine="litellm",
-                       cache=False, num_retries=0)
+        return bench_lm(role, args.base_url, models=args.models, engine=args.engine)
 
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
     task_lm, reflection_lm = lm("task"), lm("reflection")

@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, str] = {
     "replay": "replay",  # a replayed gate vs a run that only imports dspy
     "verdicts": "verdicts",  # the point gate and decide under noise, simulated
     "noisy": "noisy_gates",  # real pytest gates against the noisy world, next to the simulation
+    "noisy-compile": "noisy_compiles",  # compiles against the noisy world, one draw vs gepa_compile_samples
 }
 
 

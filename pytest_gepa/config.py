@@ -11,15 +11,15 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import pytest
 
 
-@dataclass(frozen=True)
-class Option:
+# NamedTuples, not dataclasses: this module loads in every pytest run, and a dataclass builds its
+# methods from generated source at each import (several ms on a busy machine, per class).
+class Option(NamedTuple):
     """One setting: its flag (if any), ini key, help text and default."""
 
     ini: str
@@ -61,6 +61,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("gepa_max_cost", "stop a compile once its LM cost exceeds this many USD"),
     Option("gepa_samples", "score each devset example this many times (dspy's cache bypassed); its score is the mean",
            "1"),
+    Option("gepa_compile_samples", "draws per devset example a compile records for later gates (at least "
+           "gepa_samples)", "3", flag=False),
     Option("gepa_strict", "an inconclusive verdict fails the test instead of warning", is_switch=True),
     Option("gepa_confidence", "confidence of the gate's intervals and tests, in (0.5, 1)", "0.95", flag=False),
     Option("gepa_min_score", "default min_score of gepa.gate, in [0, 1]", flag=False),
@@ -108,8 +110,7 @@ OPTIMIZERS = ("gepa", "miprov2", "bootstrap")
 Mode = Literal["gate", "compile"]
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """What this pytest run was asked to do with its gepa targets."""
 
     mode: Mode = "gate"
@@ -138,6 +139,7 @@ class Settings:
     samples: int = 1
     strict: bool = False
     confidence: float = 0.95
+    compile_samples: int = 3  # draws per example a compile records (never fewer than `samples`)
 
     @property
     def compile(self) -> bool:
@@ -240,19 +242,31 @@ def resolve_settings(config: pytest.Config) -> Settings:
     if config.getoption("gepa_resume", default=None) and not _switch(config, "gepa_compile"):
         raise pytest.UsageError("--gepa-resume continues an interrupted compile: run it with --gepa-compile "
                                 "(`pytest --gepa-compile --gepa-resume ...`).")
+    resume = _switch(config, "gepa_resume")
+    if resume and _switch(config, "gepa_compile") and not config.pluginmanager.hasplugin("cacheprovider"):
+        # The state is kept only in pytest's cache: without it every call would be paid again, unsaid.
+        where = "--gepa-resume" if config.getoption("gepa_resume", default=None) else "the ini key gepa_resume"
+        raise pytest.UsageError(
+            f"{where} continues an interrupted compile from the state kept in pytest's cache directory, but pytest's "
+            "cache provider is disabled (-p no:cacheprovider, on the command line or in addopts), so there is no "
+            "state to resume and none would be kept. Enable the cache provider (drop -p no:cacheprovider), or run "
+            "without --gepa-resume to compile afresh.")
     artifact_dir = _text(config, "gepa_artifact_dir")
     report = _report_path(config)
     confidence = _number(config, "gepa_confidence", low=0.5, high=0.999, expected="a confidence between 0.5 and 0.999")
     samples = _number(config, "gepa_samples", low=1, high=100, integer=True, expected="a whole number from 1 to 100")
+    compile_samples = _number(config, "gepa_compile_samples", low=1, high=100, integer=True,
+                              expected="a whole number from 1 to 100")
     threads = _number(config, "gepa_threads", low=1, integer=True, expected="a whole number of at least 1")
     retries = _number(config, "gepa_retries", low=0, integer=True, expected="a whole number of at least 0")
     seed = _number(config, "gepa_seed", integer=True, expected="a whole number")
     task_lms = _models(config)
+    gate_samples = int(samples) if samples is not None else 1
     return Settings(
         mode="compile" if _switch(config, "gepa_compile") else "gate",
         record=record,
         replay=replay,
-        resume=_switch(config, "gepa_resume"),
+        resume=resume,
         budget=_budget(config),
         artifact_dir=Path(config.rootpath, artifact_dir) if artifact_dir else None,
         report=report,
@@ -273,9 +287,11 @@ def resolve_settings(config: pytest.Config) -> Settings:
         stop_at=_stop_at(config),
         patience=_optional_int(_number(config, "gepa_patience", low=1, integer=True,
                                        expected="a whole number of iterations, at least 1")),
-        samples=int(samples) if samples is not None else 1,
+        samples=gate_samples,
         strict=_switch(config, "gepa_strict"),
         confidence=confidence if confidence is not None else 0.95,
+        # Never fewer recorded draws than a gate makes.
+        compile_samples=max(int(compile_samples) if compile_samples is not None else 3, gate_samples),
     )
 
 

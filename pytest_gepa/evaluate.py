@@ -266,3 +266,10 @@ def evaluate(program: Any, examples: Sequence[Any], metric: Metric, *, lm: Any, 
         futures = [pool.submit(context.copy().run, evaluate_one, program, ex, metric, lm, samples)
                    for ex in examples]
         return Evaluation(tuple(future.result() for future in futures), samples)
+
+
+def draw_once(program: Any, example: Any, metric: Metric, lm: Any, rollout: int) -> float | None:
+    """One fresh draw of ``program`` on ``example`` (``rollout`` keeps it apart from every other
+    draw in dspy's cache): its score, or None when the LM failed or the code crashed."""
+    result = _draw(_resampled(program, lm, rollout), example, metric, _rollout(lm, rollout))
+    return None if result.error is not None else result.score

@@ -78,16 +78,37 @@ def _field(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
+def why_text(gold: Any, why: str | None, metric: str) -> str:
+    """The gold example's ``why`` column, as a sentence to add to the feedback of a wrong answer.
+
+    GEPA's reflection learns only what the feedback says: "expected claims" names the label, the
+    row's own explanation says why. A missing column is a typo in the metric or the data, not an
+    example without an explanation (an empty value is that): it is an error naming both.
+    """
+    if why is None:
+        return ""
+    fields = list(gold.keys()) if isinstance(gold, Mapping) or hasattr(gold, "keys") else []
+    if fields and why not in fields:
+        raise ValueError(f"{metric}: the example has no {why!r} field (its fields: {', '.join(map(repr, fields))}); "
+                         f"add a {why!r} column to the data or pass why= one of its columns")
+    text = _field(gold, why)
+    text = "" if text is None else " ".join(str(text).split())
+    return f" Why: {text}" if text else ""
+
+
 @dataclass(frozen=True)
 class ExactMatch:
     """Score 1 when the prediction's field equals the gold label (trimmed, case-insensitive)."""
 
     field: str
     case_sensitive: bool = False
+    why: str | None = None  # a column whose text the feedback of a wrong answer quotes
 
     @property
     def fingerprint(self) -> str:
-        return f"exact_match:{self.field}:{'case' if self.case_sensitive else 'nocase'}"
+        # ``why`` changes what GEPA learns from, so it is part of the metric; unset, the old value.
+        extra = f":why={self.why}" if self.why is not None else ""
+        return f"exact_match:{self.field}:{'case' if self.case_sensitive else 'nocase'}{extra}"
 
     @property
     def label(self) -> str:
@@ -101,15 +122,22 @@ class ExactMatch:
                  pred_trace: Any = None) -> Any:
         expected, predicted = _field(gold, self.field), _field(pred, self.field)
         if predicted is None:
-            return _prediction(0.0, f"The output has no {self.field!r} field; expected {expected!r}.")
+            why = why_text(gold, self.why, self.label)
+            return _prediction(0.0, f"The output has no {self.field!r} field; expected {expected!r}.{why}")
         if self._norm(predicted) == self._norm(expected):
             return _prediction(1.0, f"Correct: {self.field} {predicted!r} matches the expected value.")
-        return _prediction(0.0, f"Predicted {self.field} {predicted!r} but expected {expected!r}.")
+        why = why_text(gold, self.why, self.label)
+        return _prediction(0.0, f"Predicted {self.field} {predicted!r} but expected {expected!r}.{why}")
 
 
-def exact_match(field: str, *, case_sensitive: bool = False) -> ExactMatch:
-    """A feedback metric comparing one output field to the gold label, saying what was expected."""
-    return ExactMatch(field=field, case_sensitive=case_sensitive)
+def exact_match(field: str, *, case_sensitive: bool = False, why: str | None = None) -> ExactMatch:
+    """A feedback metric comparing one output field to the gold label, saying what was expected.
+
+    ``why="rule"`` adds the example's ``rule`` column to the feedback of a wrong answer
+    ("Predicted category 'shipping' but expected 'claims'. Why: a dented item is a claim."), so
+    GEPA's reflection learns the reason, not only the label.
+    """
+    return ExactMatch(field=field, case_sensitive=case_sensitive, why=why)
 
 
 def metric_label(metric: Metric) -> str:
@@ -141,9 +169,10 @@ def call_metric(metric: Metric, gold: Any, pred: Any) -> MetricResult:
 class AllOf:
     """Several metrics as one: the weighted mean of their scores, and their feedback, each labelled."""
 
-    def __init__(self, parts: Sequence[Metric], weights: Sequence[float]) -> None:
+    def __init__(self, parts: Sequence[Metric], weights: Sequence[float], why: str | None = None) -> None:
         self.parts: tuple[Metric, ...] = tuple(parts)
         self.weights: tuple[float, ...] = tuple(float(w) for w in weights)
+        self.why = why
         self._five = tuple(takes_gepa_arguments(part) for part in self.parts)
 
     @property
@@ -160,7 +189,8 @@ class AllOf:
     @property
     def fingerprint(self) -> str:
         parts = [[metric_fingerprint(part), weight] for part, weight in zip(self.parts, self.weights, strict=True)]
-        return hashlib.sha256(json.dumps(["all_of", parts]).encode()).hexdigest()
+        shape: list[Any] = ["all_of", parts] if self.why is None else ["all_of", parts, {"why": self.why}]
+        return hashlib.sha256(json.dumps(shape).encode()).hexdigest()
 
     @property
     def label(self) -> str:
@@ -175,18 +205,23 @@ class AllOf:
             total += weight * result.score
             feedback = result.feedback.strip().replace("\n", "\n  ")
             lines.append(f"[{metric_label(part)}, weight {weight:g}] {result.score:.2f}: {feedback}")
-        return _prediction(total / sum(self.weights), "\n".join(lines))
+        score = total / sum(self.weights)
+        why = why_text(gold, self.why, self.label) if score < 1.0 else ""
+        if why:
+            lines.append(why.strip())
+        return _prediction(score, "\n".join(lines))
 
     def __repr__(self) -> str:
         weights = ", ".join(f"{w:g}" for w in self.weights)
         return f"<{self.label} weights [{weights}]>"
 
 
-def all_of(*metrics: Metric, weights: Sequence[float] | None = None) -> AllOf:
+def all_of(*metrics: Metric, weights: Sequence[float] | None = None, why: str | None = None) -> AllOf:
     """One feedback metric from several: e.g. ``all_of(exact_match("category"), rubric, weights=[1, 2])``.
 
     The score is the weighted mean of the parts' scores (equal weights by default); the feedback
     lists each part's feedback under its label, so GEPA's reflection sees every reason at once.
+    ``why="rule"`` adds the example's ``rule`` column to the feedback of any score under 1.
     """
     if not metrics:
         raise ValueError("all_of() needs at least one metric, like all_of(exact_match('category'), rubric)")
@@ -203,4 +238,4 @@ def all_of(*metrics: Metric, weights: Sequence[float] | None = None) -> AllOf:
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
                 or weight <= 0:
             raise ValueError(f"all_of(): weights must be numbers > 0, got {weight!r} in {weights!r}")
-    return AllOf(metrics, weights)
+    return AllOf(metrics, weights, why=why)

@@ -1,8 +1,8 @@
 """Building the LMs of the three roles (task, reflection, judge) from litellm model strings.
 
-Only dspy is imported here, and only when an LM is built. litellm is imported only to check a
-model's API key before the first call (never under ``--gepa-replay``, which asks for no check);
-otherwise it loads on the first real call, so a replayed run never imports it.
+Only dspy is imported here, and only when an LM is built. The engine is dspy's default choice; litellm
+is imported only where dspy sends a model through it (then also to check the model's API key before
+the first call, which ``--gepa-replay`` never asks for), so a replayed run never imports it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,41 @@ def is_local_model(model: str) -> bool:
     return model.startswith("local/") or model.lower().endswith(".gguf")
 
 
-def missing_api_keys(model: str) -> list[str]:
-    """The environment variables litellm needs for ``model`` and cannot find (empty: all set, or unknown)."""
+def missing_api_keys(model: str, lm: Any = None) -> list[str]:
+    """The environment variables ``model``'s provider needs and cannot find (empty: all set, or unknown).
+
+    Asked of the engine dspy picks for ``lm`` (the ``dspy.LM`` built for ``model``): its native engine
+    names the one variable it reads, with no import; only a model dspy sends through litellm asks
+    litellm (which is imported then anyway).
+    """
+    if lm is not None:
+        native = _native_key(lm)
+        if native is not None:
+            return native
+    return _litellm_missing_keys(model)
+
+
+def _native_key(lm: Any) -> list[str] | None:
+    """The key variable dspy's native engine would read for ``lm``, if missing; None when dspy would not
+    serve ``lm`` natively (or cannot say)."""
+    try:
+        from dspy.clients.backend_selection import select_backend
+
+        selection = select_backend(lm)
+    except Exception:  # a model the native catalog cannot place: litellm's question
+        return None
+    resolution = selection.resolution
+    if not selection.native or resolution is None:
+        return None
+    if "api_key" in selection.clients or getattr(resolution, "placeholder_key", None):
+        return []
+    name = getattr(resolution, "env_key", None)
+    if getattr(resolution, "credential_policy", "key") != "key" or not name:
+        return []
+    return [] if os.environ.get(name, "").strip() else [str(name)]
+
+
+def _litellm_missing_keys(model: str) -> list[str]:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     from unittest import mock
 
@@ -44,8 +77,9 @@ def missing_api_keys(model: str) -> list[str]:
 def build_lm(model: str, *, retries: int, check_keys: bool = False) -> Any:
     """A ``dspy.LM`` for a litellm model string, retrying transient failures with backoff.
 
-    ``check_keys``: look for the provider's API key now and raise ``MissingAPIKey`` without one,
-    instead of letting each call fail (and retry) on it.
+    The engine is dspy's own choice (``"auto"``): its native engine where it serves the model, litellm
+    where it must. ``check_keys``: look for the provider's API key now and raise ``MissingAPIKey``
+    without one, instead of letting each call fail (and retry) on it.
     """
     # Without this litellm downloads its price map at import; offline that costs seconds.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -53,17 +87,17 @@ def build_lm(model: str, *, retries: int, check_keys: bool = False) -> Any:
         from pytest_gepa.local_model.lm import local_lm
 
         return local_lm(model, retries=retries)
-    if check_keys:
-        missing = missing_api_keys(model)
-        if missing:
-            raise MissingAPIKey(model, missing)
     import dspy
 
-    # engine="litellm": one HTTP client path for every provider string, with litellm's cost map.
     # dspy owns the retries and retries only transient errors: a 401 (a wrong or revoked key) is
-    # raised at once. A *missing* key is the one litellm reports as a retryable server error
+    # raised at once. A *missing* key is one litellm reports as a retryable server error
     # ("Missing credentials"), hence check_keys.
-    return dspy.LM(model, num_retries=retries, engine="litellm")
+    lm = dspy.LM(model, num_retries=retries)
+    if check_keys:
+        missing = missing_api_keys(model, lm)
+        if missing:
+            raise MissingAPIKey(model, missing)
+    return lm
 
 
 class MissingAPIKey(Exception):

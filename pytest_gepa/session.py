@@ -3,7 +3,6 @@ files each target owns, the cassettes open, and which tests ran (for the unused-
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,32 +18,38 @@ if TYPE_CHECKING:
     from pytest_gepa.usage import UsageMeter
 
 
-@dataclass
 class GepaSession:
-    """Everything the run accumulates; the terminal summary and reports read from here."""
+    """Everything the run accumulates; the terminal summary and reports read from here.
 
-    settings: Settings
-    reports: list[TargetReport] = field(default_factory=list)
-    # Which node id owns each artifact path: two targets of one run must never share a file.
-    owners: dict[Path, str] = field(default_factory=dict)
-    # On an xdist worker: the folder where every worker of the run claims its artifact paths, so
-    # two targets on different workers cannot share a file either.
-    claims_dir: Path | None = None
-    cassettes: dict[Path, Cassette] = field(default_factory=dict)
-    # The cassette of the test running now, for LMs used outside compile/gate (record / replay).
-    test_cassette_path: Path | None = None
-    test_nodeid: str | None = None
-    # Tests collected per test file, and the tests whose call phase ran: a file counts as run
-    # whole (its unused files may be listed) only when every test in it ran.
-    collected: dict[str, set[str]] = field(default_factory=dict)
-    partial: set[str] = field(default_factory=set)
-    ran: set[str] = field(default_factory=set)
-    # In a model matrix: each collected test's model (its files are <name>@<model-slug>.*).
-    models: dict[str, str] = field(default_factory=dict)
-    report_problem: str | None = None  # why --gepa-report could not be written
-    # pytest's cache (None under -p no:cacheprovider): where compile state is kept, out of git.
-    cache: pytest.Cache | None = None
-    notes: set[str] = field(default_factory=set)
+    A plain class, not a dataclass: this module loads in every pytest run, and a dataclass builds its
+    methods from generated source at each import.
+    """
+
+    def __init__(self, settings: Settings, *, cache: pytest.Cache | None = None,
+                 claims_dir: Path | None = None) -> None:
+        self.settings = settings
+        self.reports: list[TargetReport] = []
+        # Which node id owns each artifact path: two targets of one run must never share a file.
+        self.owners: dict[Path, str] = {}
+        # On an xdist worker: the folder where every worker of the run claims its artifact paths, so
+        # two targets on different workers cannot share a file either.
+        self.claims_dir = claims_dir
+        self.cassettes: dict[Path, Cassette] = {}
+        # The cassette of the test running now, for LMs used outside compile/gate (record / replay).
+        self.test_cassette_path: Path | None = None
+        self.test_nodeid: str | None = None
+        # Tests collected per test file, and the tests whose call phase ran: a file counts as run
+        # whole (its unused files may be listed) only when every test in it ran.
+        self.collected: dict[str, set[str]] = {}
+        self.partial: set[str] = set()
+        self.ran: set[str] = set()
+        # In a model matrix: each collected test's model (its files are <name>@<model-slug>.*).
+        self.models: dict[str, str] = {}
+        self.report_problem: str | None = None  # why --gepa-report could not be written
+        self.summary_problem: str | None = None  # why the $GITHUB_STEP_SUMMARY job summary could not be written
+        # pytest's cache (None under -p no:cacheprovider): where compile state is kept, out of git.
+        self.cache = cache
+        self.notes: set[str] = set()
 
     def resume_root(self) -> Path | None:
         """The folder of every target's compile state, made on first use; None without pytest's cache."""
@@ -156,7 +161,9 @@ class GepaSession:
     def sorted_reports(self) -> list[TargetReport]:
         """In node-id order, so the summary and the report read the same with or without xdist; a
         matrix target's models next to each other, by model name."""
-        return sorted(self.reports, key=lambda r: (r.matrix_target or r.nodeid, r.model or "", r.nodeid, r.name))
+        from pytest_gepa.report.model import report_order
+
+        return sorted(self.reports, key=report_order)
 
 
 def _claim_across_workers(claims_dir: Path, key: Path, nodeid: str) -> str:

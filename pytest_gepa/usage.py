@@ -157,16 +157,39 @@ def _register_credentials(lm: Any) -> None:
 
 
 def cost_usd(model: str | None, prompt_tokens: int, completion_tokens: int) -> float | None:
-    """The price of these tokens where litellm's (local) cost map knows the model; None elsewhere."""
-    # Only LMs that went through litellm have a litellm price; importing it just to ask costs seconds.
+    """The price of these tokens where a price map knows the model; None elsewhere.
+
+    dspy's bundled model metadata (litellm's price map, read without litellm) first, so pricing a
+    call dspy's native engine served imports nothing; litellm's own lookup (which knows its provider
+    aliases) only when litellm is already loaded, because dspy sent a call through it.
+    """
+    if not model:
+        return None
+    rates = _metadata_rates(model)
+    if rates is not None:
+        return prompt_tokens * rates[0] + completion_tokens * rates[1]
     litellm = sys.modules.get("litellm")
-    if not model or litellm is None:
+    if litellm is None:
         return None
     try:
-
         prompt_cost, completion_cost = litellm.cost_per_token(
             model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
         )
     except Exception:
         return None
     return float(prompt_cost + completion_cost)
+
+
+def _metadata_rates(model: str) -> tuple[float, float] | None:
+    """(input, output) USD per token from dspy's model metadata, or None when it has no price."""
+    from dspy.clients.model_metadata import model_info, rate
+
+    provider, _, name = model.partition("/")
+    if not name:
+        provider, name = "openai", model
+    try:
+        info = model_info(provider, name)
+    except Exception:  # advisory: an unreadable map is an unknown price, never a failed run
+        return None
+    prompt, completion = rate(info, "input_cost_per_token"), rate(info, "output_cost_per_token")
+    return None if prompt is None or completion is None else (prompt, completion)

@@ -28,14 +28,17 @@ world.prime_litellm()
 # Likewise the plugin's own lazily imported modules: imported once here, they are not re-imported
 # (and re-parsed by pytest's assertion rewriter) inside every in-process run, where a parse racing
 # another thread's meets CPython 3.11's "AST constructor recursion depth mismatch" bug.
-import pytest_gepa.cassette.lm  # noqa: E402
+import pytest_gepa.cassette.engine  # noqa: E402
 import pytest_gepa.data.identified  # noqa: E402
 import pytest_gepa.data.yaml_source  # noqa: E402
 import pytest_gepa.flows.compile  # noqa: E402
 import pytest_gepa.flows.handle  # noqa: E402
+import pytest_gepa.local_model.lm  # noqa: E402
 import pytest_gepa.optimizer.keeper  # noqa: E402
 import pytest_gepa.optimizer.resume  # noqa: E402
+import pytest_gepa.report.artifact_diff  # noqa: E402
 import pytest_gepa.report.files  # noqa: E402
+import pytest_gepa.report.summary  # noqa: E402
 import pytest_gepa.report.terminal  # noqa: E402
 import pytest_gepa.role_lms  # noqa: E402
 import pytest_gepa.rubric.agreement  # noqa: E402
@@ -121,7 +124,7 @@ def literal(text: str) -> str:
     return re.sub(r"([\[\]*?])", r"[\1]", text)
 
 
-def write_split_triage_data(path: Path, n: int = 40) -> Path:
+def write_split_triage_data(path: Path, n: int = 40, *, rules: bool = False) -> Path:
     """The triage rows with a ``split`` column that puts every convention (and every category) in
     train, val and test, so what GEPA learns on train/val is what the test split asks for."""
     from world.triage import find_convention
@@ -130,7 +133,7 @@ def write_split_triage_data(path: Path, n: int = 40) -> Path:
     order = ("train", "train", "val", "test")
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as out:
-        for row in world.triage_rows(n):
+        for row in world.triage_rows(n, rules=rules):
             convention = find_convention(row["ticket"])
             group = convention.key if convention is not None else row["category"]
             split = order[seen.get(group, 0) % len(order)]
@@ -161,6 +164,13 @@ class TriageProject:
 
     def compile(self, *args: str) -> pytest.RunResult:
         return self.run("--gepa-compile", "--gepa-budget", "light", *args)
+
+
+@pytest.fixture(autouse=True)
+def _no_job_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where this suite itself runs in GitHub Actions, its pytester runs must not append their summaries
+    to the job's own; the tests of the job summary set GITHUB_STEP_SUMMARY themselves."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
 
 
 @pytest.fixture

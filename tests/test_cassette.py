@@ -1,69 +1,77 @@
-"""The cassette keyed on the whole request: what changes a key, what never reaches the file, and a
-replay that asks the wrapped LM nothing. The wrapped LM here is a stand-in that counts."""
+"""The cassette as a dspy engine, keyed on the whole canonical request: what changes a key, what never
+reaches the file, keys that match the cassettes recorded before it was an engine, and a replay that
+asks the wrapped LM nothing. The wrapped LM is a real ``dspy.LM``: on an engine that counts, or over
+HTTP against the scripted server."""
 
 from __future__ import annotations
 
 import json
 import stat
+import warnings
 from pathlib import Path
 from typing import Any
 
+import dspy
 import pytest
+import world
+from dspy.lm15 import Message, Request, Response, TextPart, Usage, request_from_openai_chat
 
-from pytest_gepa.cassette import Cassette, CassetteMissError, cassette_path, wrap
-from pytest_gepa.cassette.lm import CassetteLM
+from pytest_gepa.cassette import Cassette, CassetteMissError, cassette_path, unwrap, wrap
+from pytest_gepa.cassette.request import request_document
+from pytest_gepa.cassette.store import request_key
 from pytest_gepa.errors import register_secret
 
-ENDPOINT = "http://10.20.30.40:8123/v1"
+MODEL = "openai/counting"
 API_KEY = "sk-cassette-SECRET-0123456789"
 HEADER_VALUE = "hdr-cassette-SECRET-value"
-AWS_SECRET = "aws-cassette-SECRET-value"
 PROMPT_SECRET = "prompt-cassette-SECRET-value"
 
 
-class CountingLM:
-    """An inner LM that answers ``answer N`` for its N-th call and counts every question asked of it."""
+class CountingEngine:
+    """Answers ``answer N`` for its N-th call and counts every question asked of it."""
 
-    model = "openai/counting"
-    model_type = "chat"
-
-    def __init__(self, **kwargs: Any) -> None:
-        self.kwargs: dict[str, Any] = dict(kwargs)
-        self.calls: list[dict[str, Any]] = []
+    def __init__(self) -> None:
+        self.calls: list[Request] = []
         self.capability_questions = 0
 
-    def __call__(self, prompt: Any = None, *, messages: Any = None, **kwargs: Any) -> list[str]:
-        self.calls.append({"prompt": prompt, "messages": messages, **kwargs})
-        return [f"answer {len(self.calls)}"]
+    def complete(self, request: Request) -> Response:
+        self.calls.append(request)
+        return Response(id=None, model=request.model, message=Message.assistant([TextPart(f"answer {len(self.calls)}")]),
+                        finish_reason="stop", usage=Usage(input_tokens=3, output_tokens=2))
 
-    def _asked(self) -> None:
+    def stream(self, request: Request) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def _asked(self, answer: Any) -> Any:
         self.capability_questions += 1
+        return answer
 
     @property
     def supports_function_calling(self) -> bool:
-        self._asked()
-        return True
+        return bool(self._asked(True))
 
     @property
     def supports_reasoning(self) -> bool:
-        self._asked()
-        return False
+        return bool(self._asked(False))
 
     @property
     def supports_response_schema(self) -> bool:
-        self._asked()
-        return True
+        return bool(self._asked(True))
 
     @property
     def supported_params(self) -> set[str]:
-        self._asked()
-        return {"response_format", "temperature"}
+        return set(self._asked({"response_format", "temperature"}))
 
-    def copy(self, **kwargs: Any) -> CountingLM:
-        return CountingLM(**{**self.kwargs, **kwargs})
 
-    def dump_state(self) -> dict[str, Any]:
-        return {"model": self.model}
+def counting_lm(**kwargs: Any) -> Any:
+    return dspy.LM(MODEL, engine=CountingEngine(), cache=False, num_retries=0, **kwargs)
+
+
+def _body(messages: list[dict[str, Any]], **params: Any) -> Request:
+    return request_from_openai_chat({"model": MODEL, "messages": messages, **params})
 
 
 def _user(*parts: dict[str, Any]) -> list[dict[str, Any]]:
@@ -83,127 +91,175 @@ def _tool_turn(order: int) -> list[dict[str, Any]]:
         {"role": "user", "content": "Where is my order?"},
         {"role": "assistant", "content": None, "tool_calls": [
             {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": json.dumps({"order": order})}}]},
-        {"role": "tool", "tool_call_id": "call_1", "name": "lookup", "content": "shipped"},
+        {"role": "tool", "tool_call_id": "call_1", "content": "shipped"},
     ]
 
 
-def _recorded(tmp_path: Path, *calls: dict[str, Any], inner: CountingLM | None = None) -> Cassette:
-    """A cassette recorded from ``calls`` (keyword arguments of one LM call each), saved and read back."""
+def _text_of(answer: Any) -> str:
+    return "".join(part.text for part in answer.message.parts) if isinstance(answer, Response) else answer[0]
+
+
+def _recorded(tmp_path: Path, *calls: Any, inner: Any = None) -> Cassette:
+    """A cassette recorded from ``calls`` (a Request or a prompt each), saved and read back."""
     cassette = Cassette(tmp_path / "t.cassette.jsonl", target="test_x.py::test_y")
-    lm = wrap(inner or CountingLM(), role="task", cassette=cassette, replay=False)
+    lm = wrap(inner if inner is not None else counting_lm(), role="task", cassette=cassette, replay=False)
     for call in calls:
-        lm(**call)
+        lm(call)
     cassette.save()
     return Cassette.load(cassette.path, target="test_x.py::test_y")
 
 
-def _replayer(cassette: Cassette, inner: CountingLM | None = None) -> CassetteLM:
-    return wrap(inner or CountingLM(), role="task", cassette=cassette, replay=True)
+def _replayer(cassette: Cassette, inner: Any = None) -> Any:
+    return wrap(inner if inner is not None else counting_lm(), role="task", cassette=cassette, replay=True)
 
 
 def test_an_image_part_changes_the_key(tmp_path: Path) -> None:
-    recorded = dict(messages=_user(_text("What is in this picture?"), _image("AAAA")))
+    recorded = _body(_user(_text("What is in this picture?"), _image("AAAA")))
     cassette = _recorded(tmp_path, recorded)
     replay = _replayer(cassette)
-    assert replay(**recorded) == ["answer 1"]
+    assert _text_of(replay(recorded)) == "answer 1"
     with pytest.raises(CassetteMissError, match="no recorded answer for a task LM call"):
-        replay(messages=_user(_text("What is in this picture?"), _image("BBBB")))
+        replay(_body(_user(_text("What is in this picture?"), _image("BBBB"))))
 
 
 def test_a_tool_call_changes_the_key(tmp_path: Path) -> None:
-    cassette = _recorded(tmp_path, dict(messages=_tool_turn(order=1)))
+    cassette = _recorded(tmp_path, _body(_tool_turn(order=1)))
     replay = _replayer(cassette)
-    assert replay(messages=_tool_turn(order=1)) == ["answer 1"]
+    assert _text_of(replay(_body(_tool_turn(order=1)))) == "answer 1"
     with pytest.raises(CassetteMissError):
-        replay(messages=_tool_turn(order=2))
+        replay(_body(_tool_turn(order=2)))
 
 
 @pytest.mark.parametrize("where", ["call", "lm"])
 def test_an_unknown_sampling_key_changes_the_key(tmp_path: Path, where: str) -> None:
     messages = [{"role": "user", "content": "Say hi."}]
     if where == "call":
-        cassette = _recorded(tmp_path, dict(messages=messages, frequency_penalty=0.0))
+        cassette = _recorded(tmp_path, _body(messages, frequency_penalty=0.0))
         replay = _replayer(cassette)
-        assert replay(messages=messages, frequency_penalty=0.0) == ["answer 1"]
+        assert _text_of(replay(_body(messages, frequency_penalty=0.0))) == "answer 1"
         with pytest.raises(CassetteMissError):
-            replay(messages=messages, frequency_penalty=1.5)
+            replay(_body(messages, frequency_penalty=1.5))
     else:
-        cassette = _recorded(tmp_path, dict(messages=messages), inner=CountingLM(logit_bias={"50256": -100}))
-        assert _replayer(cassette, CountingLM(logit_bias={"50256": -100}))(messages=messages) == ["answer 1"]
+        cassette = _recorded(tmp_path, "Say hi.", inner=counting_lm(logit_bias={"50256": -100}))
+        assert _replayer(cassette, counting_lm(logit_bias={"50256": -100}))("Say hi.") == ["answer 1"]
         with pytest.raises(CassetteMissError):
-            _replayer(cassette, CountingLM(logit_bias={"50256": 100}))(messages=messages)
+            _replayer(cassette, counting_lm(logit_bias={"50256": 100}))("Say hi.")
 
 
-def test_transport_settings_and_credentials_do_not_change_the_key(tmp_path: Path) -> None:
-    messages = [{"role": "user", "content": "Say hi."}]
-    inner = CountingLM(api_key=API_KEY, api_base=ENDPOINT, timeout=3.0, num_retries=5, temperature=0.0)
-    cassette = _recorded(tmp_path, dict(messages=messages, cache=True), inner=inner)
+def test_keys_match_the_cassettes_recorded_before_the_engine(tmp_path: Path) -> None:
+    """The document of a canonical request is the one the adapter's ``messages=`` call keyed on: the
+    keys below are those of lines written by pytest-gepa's earlier cassette LM (its request_of)."""
+    system = {"role": "system", "content": "Classify the ticket."}
+    user = {"role": "user", "content": "[[ ## ticket ## ]]\nMy card was charged twice."}
+    old = {"model": "openai/task", "messages": [system, user], "params": {"max_tokens": 384, "temperature": 0.0}}
+    request = request_from_openai_chat({"model": "openai/task", "messages": [system, user], "max_tokens": 384,
+                                        "temperature": 0.0})
+    assert request_document(request) == old
+    assert request_key(request_document(request)) == request_key(old) == "8ac0a483adf43ee4aa02912d60b26b0f"
+    # dspy's JSONAdapter: a pydantic output model, sent as a strict JSON schema, keys as the model did.
+    schema = {"additionalProperties": False, "properties": {"answer": {"title": "Answer", "type": "integer"}},
+              "required": ["answer"], "title": "DSPyProgramOutputs", "type": "object"}
+    structured = request_from_openai_chat({"model": "openai/task", "messages": [user], "response_format": {
+        "type": "json_schema", "json_schema": {"name": "DSPyProgramOutputs", "schema": schema, "strict": True}}})
+    assert request_document(structured)["params"] == {
+        "response_format": {"pydantic_model": "DSPyProgramOutputs", "schema": schema}}
+
+
+def test_transport_settings_and_credentials_do_not_change_the_key(tmp_path: Path,
+                                                                  scripted_server: world.ScriptedServer) -> None:
+    inner = dspy.LM("openai/task", api_key=API_KEY, api_base=scripted_server.base_url, timeout=3.0, num_retries=5,
+                    temperature=0.0, cache=False)
+    cassette = _recorded(tmp_path, "Say hi.", inner=inner)
+    assert scripted_server.calls["task"] == 1
     # Replay runs without the key, against no endpoint, with other client settings.
-    elsewhere = CountingLM(api_base="http://127.0.0.1:9/v1", timeout=60.0, temperature=0.0)
-    assert _replayer(cassette, elsewhere)(messages=messages) == ["answer 1"]
+    elsewhere = dspy.LM("openai/task", api_base="http://127.0.0.1:9/v1", timeout=60.0, temperature=0.0)
+    assert len(_replayer(cassette, elsewhere)("Say hi.")) == 1
+    assert scripted_server.calls["task"] == 1
 
 
-def test_credentials_and_the_endpoint_never_reach_the_file(tmp_path: Path) -> None:
+def test_credentials_and_the_endpoint_never_reach_the_file(tmp_path: Path,
+                                                           scripted_server: world.ScriptedServer) -> None:
     register_secret(PROMPT_SECRET)
-    inner = CountingLM(api_key=API_KEY, api_base=ENDPOINT, base_url=ENDPOINT, extra_headers={"X-Token": HEADER_VALUE},
-                       headers={"Authorization": f"Bearer {HEADER_VALUE}"}, aws_secret_access_key=AWS_SECRET,
-                       my_service_auth_token=HEADER_VALUE, temperature=0.7, max_tokens=64, max_completion_tokens=64)
-    cassette = _recorded(tmp_path, dict(messages=[{"role": "user", "content": f"My password is {PROMPT_SECRET}."}]),
-                         inner=inner)
+    inner = dspy.LM("openai/task", api_key=API_KEY, api_base=scripted_server.base_url,
+                    extra_headers={"X-Token": HEADER_VALUE}, temperature=0.7, max_tokens=64, cache=False)
+    cassette = _recorded(tmp_path, f"My password is {PROMPT_SECRET}.", inner=inner)
     text = cassette.path.read_text()
-    for secret in (API_KEY, ENDPOINT, HEADER_VALUE, AWS_SECRET, PROMPT_SECRET):
+    for secret in (API_KEY, scripted_server.base_url, HEADER_VALUE, PROMPT_SECRET):
         assert secret not in text, secret
     (line,) = cassette.entries.values()
     # What changes the answer stays: a deny-list, not an allow-list.
-    assert line["request"]["params"] == {"temperature": 0.7, "max_tokens": 64, "max_completion_tokens": 64}
+    assert line["request"]["params"] == {"temperature": 0.7, "max_tokens": 64}
     assert line["request"]["messages"] == [{"role": "user", "content": "My password is ***."}]
 
 
 def test_replay_asks_the_inner_lm_nothing(tmp_path: Path) -> None:
-    messages = [{"role": "user", "content": "Say hi."}]
-    cassette = _recorded(tmp_path, dict(messages=messages))
-    inner = CountingLM()
+    cassette = _recorded(tmp_path, "Say hi.")
+    inner = counting_lm()
+    engine = inner.engine
     replay = _replayer(cassette, inner)
-    # What the model supported when recorded, answered from the cassette (dspy.LM would ask litellm).
+    # What the model supported when recorded, answered from the cassette (dspy.LM would ask its catalog).
     assert (replay.supports_function_calling, replay.supports_reasoning, replay.supports_response_schema,
             replay.supported_params) == (True, False, True, {"response_format", "temperature"})
-    assert replay(messages=messages) == ["answer 1"]
+    assert replay("Say hi.") == ["answer 1"]
     with pytest.raises(CassetteMissError):
-        replay(messages=[{"role": "user", "content": "Say bye."}])
-    assert inner.calls == [] and inner.capability_questions == 0
+        replay("Say bye.")
+    assert engine.calls == [] and engine.capability_questions == 0
     # A cassette with nothing recorded for this model: the safe answer is "unsupported", still no question.
     empty = _replayer(Cassette(tmp_path / "empty.cassette.jsonl"), inner)
     assert (empty.supports_function_calling, empty.supports_response_schema, empty.supported_params) == (False, False, set())
-    assert inner.capability_questions == 0
+    assert engine.capability_questions == 0
+
+
+def test_a_program_records_and_replays_through_dspys_adapters(tmp_path: Path) -> None:
+    """Predict over the wrapper, with both adapters: the replayed prediction is the recorded one, and
+    nothing on the way raises a dspy DeprecationWarning."""
+    scripted = world.World()
+    cassette = Cassette(tmp_path / "p.cassette.jsonl", target="test_p")
+    recorder = wrap(world.scripted_lm("task", scripted, temperature=0.0), role="task", cassette=cassette, replay=False)
+    program = dspy.Predict("ticket -> category")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        recorded = []
+        for adapter in (dspy.ChatAdapter(), dspy.JSONAdapter()):
+            with dspy.context(lm=recorder, adapter=adapter):
+                recorded.append(program(ticket="My card was charged twice.").category)
+        cassette.save()
+        replay = wrap(world.scripted_lm("task", scripted, temperature=0.0), role="task",
+                      cassette=Cassette.load(cassette.path),
+                      replay=True)
+        replayed = []
+        for adapter in (dspy.ChatAdapter(), dspy.JSONAdapter()):
+            with dspy.context(lm=replay, adapter=adapter):
+                replayed.append(program(ticket="My card was charged twice.").category)
+    assert replayed == recorded and scripted.calls["task"] == 2
 
 
 def test_a_session_wide_wrapper_follows_the_current_cassette(tmp_path: Path) -> None:
-    messages = [{"role": "user", "content": "Say hi."}]
     current: list[Cassette | None] = [Cassette(tmp_path / "a.cassette.jsonl", target="test_a.py::test_a")]
-    inner = CountingLM()
+    inner = counting_lm()
     recorder = wrap(inner, role="judge", cassette=lambda: current[0], replay=False)
-    recorder(messages=messages)
+    recorder("Say hi.")
     current[0] = Cassette(tmp_path / "b.cassette.jsonl", target="test_b.py::test_b")
-    recorder(messages=messages)
+    recorder("Say hi.")
     current[0] = None  # between tests, or a test with no cassette: passes through, unrecorded
-    recorder(messages=messages)
-    assert len(inner.calls) == 3
+    recorder("Say hi.")
+    assert len(inner.engine.calls) == 3
 
-    replay = wrap(CountingLM(), role="judge", cassette=lambda: current[0], replay=True)
+    replay = wrap(counting_lm(), role="judge", cassette=lambda: current[0], replay=True)
     with pytest.raises(CassetteMissError, match=r"a judge LM call to 'openai/counting' under --gepa-replay, but no "
                                                 r"cassette is open for it"):
-        replay(messages=messages)
+        replay("Say hi.")
 
 
 def test_wrapping_a_cassette_lm_wraps_its_inner_lm(tmp_path: Path) -> None:
-    inner = CountingLM()
+    inner = counting_lm()
     session_wide = Cassette(tmp_path / "session.cassette.jsonl")
     target = Cassette(tmp_path / "target.cassette.jsonl")
     twice = wrap(wrap(inner, role="task", cassette=session_wide, replay=False), role="task", cassette=target,
                  replay=False)
-    assert twice.inner is inner
-    twice(messages=[{"role": "user", "content": "Say hi."}])
-    assert len(inner.calls) == 1 and len(target.entries) == 1 and not session_wide.entries
+    assert unwrap(twice) is inner
+    twice("Say hi.")
+    assert len(inner.engine.calls) == 1 and len(target.entries) == 1 and not session_wide.entries
 
 
 def test_a_saved_cassette_reads_like_a_source_file(tmp_path: Path) -> None:
@@ -213,9 +269,9 @@ def test_a_saved_cassette_reads_like_a_source_file(tmp_path: Path) -> None:
     leftover.parent.mkdir(parents=True)
     leftover.write_text("half")
     cassette = Cassette(path)
-    lm = wrap(CountingLM(), role="task", cassette=cassette, replay=False)
+    lm = wrap(counting_lm(), role="task", cassette=cassette, replay=False)
     for word in ("one", "two", "three"):
-        lm(messages=[{"role": "user", "content": word}])
+        lm(word)
     cassette.save()
     # Committed next to the tests: readable by everyone, sorted, one JSON object per line.
     assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -2,7 +2,7 @@
 
 The checks that need no model (the missing extra, the hash pin, the lazy start, the one-server
 rule) always run. The real path (llama-cpp-python's server on 127.0.0.1 answering through dspy and
-litellm) runs only where ``pip install "pytest-gepa[local]"`` was done, and skips elsewhere.
+dspy's native engine) runs only where ``pip install "pytest-gepa[local]"`` was done, and skips elsewhere.
 """
 
 from __future__ import annotations
@@ -72,13 +72,13 @@ def test_building_the_lm_starts_nothing_and_names_the_model(monkeypatch: pytest.
     assert "api_base" not in lm.kwargs and lm.num_retries == 2
     assert server_module.running_servers() == {}
     # Copies (dspy and GEPA make many) keep the embedded model.
-    assert lm.copy(temperature=0.5).local_model == "local/smollm2"
+    assert lm.copy(temperature=0.5).engine.local_model == "local/smollm2"
 
 
 def test_a_gguf_path_is_named_after_its_file(tmp_path: Path) -> None:
     lm = local_lm(str(tmp_path / "models" / "Qwen2.5-0.5B-Instruct-Q4_K_M.gguf"))
     assert lm.model == "openai/local-Qwen2.5-0.5B-Instruct-Q4_K_M"
-    assert lm.local_model == str(tmp_path / "models" / "Qwen2.5-0.5B-Instruct-Q4_K_M.gguf")
+    assert lm.engine.local_model == str(tmp_path / "models" / "Qwen2.5-0.5B-Instruct-Q4_K_M.gguf")
 
 
 def test_the_package_imports_without_dspy_and_the_plugin_can_stop_its_servers() -> None:
@@ -189,7 +189,7 @@ def test_one_server_per_model_file_even_when_threads_race(monkeypatch: pytest.Mo
     monkeypatch.setattr(server_module.LocalServer, "start", staticmethod(slow_start))
     lms = [local_lm(str(model)), local_lm(str(model)).copy(), local_lm(str(model))]
     urls: list[str] = []
-    threads = [threading.Thread(target=lambda lm=lm: urls.append(lm.base_url())) for lm in lms * 3]
+    threads = [threading.Thread(target=lambda lm=lm: urls.append(lm.engine.base_url())) for lm in lms * 3]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -283,13 +283,13 @@ def test_a_taken_port_is_retried_and_the_server_stops_at_the_end(monkeypatch: py
         model = _fake_gguf(tmp_path / "Tiny-Model.gguf")
         server = server_module.ensure_server(packages.parse_model(str(model)))
     assert server.port != taken_port and server.alive()
-    assert local_lm(str(model)).base_url() == f"http://127.0.0.1:{server.port}/v1"
+    assert local_lm(str(model)).engine.base_url() == f"http://127.0.0.1:{server.port}/v1"
     assert server_module.running_servers() == {model: server}
     local_model.stop_all()
     assert server.process.poll() is not None and not server.log_path.exists()
 
 
-def test_a_call_reaches_the_server_through_litellm_with_its_schema_as_a_grammar(monkeypatch: pytest.MonkeyPatch,
+def test_a_call_reaches_the_server_through_dspys_native_engine_with_its_schema_as_a_grammar(monkeypatch: pytest.MonkeyPatch,
                                                                                tmp_path: Path) -> None:
     import json
 
@@ -438,3 +438,33 @@ def test_a_compile_without_the_extra_fails_with_the_install_command(pytester: py
             "'local/smollm2' needs `pip install \"pytest-gepa[local]\"`") + "*",
     ])
     assert "INTERNALERROR" not in result.stdout.str()
+
+
+def test_a_run_on_the_embedded_model_imports_no_litellm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The embedded model's engine sends its calls through dspy's native engine: a fresh process that
+    only calls it never imports litellm (whose import costs seconds)."""
+    import subprocess
+    import sys
+
+    _stand_in_server(monkeypatch, tmp_path, FAKE_SERVER)
+    monkeypatch.setenv("STAND_IN_REQUESTS", str(tmp_path / "requests.jsonl"))
+    # The subprocess checks the extra's modules for itself: stand-ins for the ones this venv lacks.
+    import importlib.util
+
+    for name in packages.SERVER_MODULES:
+        if name != "llama_cpp" and importlib.util.find_spec(name) is None:
+            (tmp_path / "fake_site" / name).mkdir()
+            (tmp_path / "fake_site" / name / "__init__.py").touch()
+    model = _fake_gguf(tmp_path / "Tiny-Model.gguf")
+    script = ("import sys\n"
+              "import dspy\n"
+              "from pytest_gepa.local_model import local_lm, stop_all\n"
+              f"lm = local_lm({str(model)!r}, retries=0)\n"
+              "with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):\n"
+              "    prediction = dspy.Predict('question -> answer')(question='What is 2 + 2?')\n"
+              "stop_all()\n"
+              "assert prediction.answer == 'stand-in answer', prediction\n"
+              "assert 'litellm' not in sys.modules, 'litellm was imported'\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert done.returncode == 0, done.stderr

@@ -127,3 +127,32 @@ def test_all_of_with_a_rubric_uses_a_judge_and_joins_its_critique(tmp_path: Path
     assert shared.calls["judge"] == 2
     assert metric.judge_errors == 0 and all_of(exact_match("category")).judge_errors == 0
     assert metric.fingerprint != all_of(exact_match("category"), exact_match("category"), weights=[1, 2]).fingerprint
+
+
+RULE = "Tickets that mention a dent are claims, not shipping."
+
+
+def test_exact_match_why_quotes_the_rows_explanation_in_the_feedback_of_a_wrong_answer() -> None:
+    metric = exact_match("category", why="rule")
+    example = dspy.Example(ticket=DENT, category="claims", rule=RULE).with_inputs("ticket")
+    wrong = metric(example, prediction("shipping"))
+    assert wrong.feedback == f"Predicted category 'shipping' but expected 'claims'. Why: {RULE}"
+    assert metric(example, prediction("claims")).feedback == "Correct: category 'claims' matches the expected value."
+    # An empty explanation adds nothing; the fingerprint tells a metric with why= from one without.
+    bare = dspy.Example(ticket=DENT, category="claims", rule="").with_inputs("ticket")
+    assert metric(bare, prediction("shipping")).feedback == "Predicted category 'shipping' but expected 'claims'."
+    assert metric_fingerprint(metric) != metric_fingerprint(exact_match("category"))
+    assert metric_fingerprint(exact_match("category")) == "exact_match:category:nocase"
+
+
+def test_why_naming_a_column_the_data_lacks_is_an_error_naming_both() -> None:
+    with pytest.raises(ValueError, match=r"exact_match\('category'\): the example has no 'rule' field .*'ticket'"):
+        exact_match("category", why="rule")(gold(), prediction("shipping"))
+
+
+def test_all_of_why_quotes_the_explanation_under_a_perfect_score_only() -> None:
+    metric = all_of(exact_match("category"), polite, why="rule")
+    example = dspy.Example(ticket=DENT, category="claims", rule=RULE).with_inputs("ticket")
+    assert call_metric(metric, example, prediction("shipping")).feedback.endswith(f"\nWhy: {RULE}")
+    perfect = all_of(exact_match("category"), why="rule")
+    assert "Why:" not in call_metric(perfect, example, prediction("claims")).feedback

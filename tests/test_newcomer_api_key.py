@@ -91,3 +91,40 @@ def test_replay_checks_no_key(keyless: TriageProject) -> None:
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
     assert "No API key" not in out and "CassetteMissError" in out, out
+
+
+# A model string dspy's native engine serves: a provider declared to dspy (its public
+# dspy.lm15.register_provider) at the scripted server, the key read from its own variable.
+NATIVE_PROVIDER = '''
+import os
+import sys
+
+from dspy.lm15 import AccessPolicy, OpenAIChatCompat, ProviderDefinition, register_provider
+
+register_provider(ProviderDefinition.chat(
+    AccessPolicy(provider="scripted", env_keys=("SCRIPTED_API_KEY",), base_url=os.environ["GEPA_TEST_BASE_URL"]),
+    compat=OpenAIChatCompat()))
+
+
+def pytest_unconfigure(config):
+    print("litellm imported:", "litellm" in sys.modules)
+'''
+
+
+def test_a_model_string_dspy_serves_natively_is_checked_and_called_without_litellm(
+        triage_project: TriageProject, monkeypatch: pytest.MonkeyPatch,
+        scripted_server: world.ScriptedServer) -> None:
+    triage_project.pytester.makeconftest(NATIVE_PROVIDER)
+    triage_project.write_test(source=CALL_ONCE)
+    monkeypatch.delenv("SCRIPTED_API_KEY", raising=False)
+    # A fresh process: the declaration is process-wide, and litellm is not imported there yet.
+    keyless = triage_project.pytester.runpytest_subprocess("-p", "no:cacheprovider", "--gepa-task-lm", "scripted/task")
+    keyless.assert_outcomes(failed=1)
+    keyless.stdout.fnmatch_lines(["*No API key for the task LM 'scripted/task': set SCRIPTED_API_KEY in the "
+                                  "environment*", "litellm imported: False"])
+    assert sum(scripted_server.calls.values()) == 0
+    monkeypatch.setenv("SCRIPTED_API_KEY", "sk-scripted-present")
+    keyed = triage_project.pytester.runpytest_subprocess("-p", "no:cacheprovider", "--gepa-task-lm", "scripted/task")
+    keyed.assert_outcomes(passed=1)
+    keyed.stdout.fnmatch_lines(["litellm imported: False"])
+    assert scripted_server.calls["task"] == 1

@@ -15,7 +15,8 @@ from world.pipeline import TriagePipeline, pipeline_world
 from pytest_gepa import metrics
 from pytest_gepa.data import load_examples
 from pytest_gepa.errors import OptimizerError
-from pytest_gepa.optimizer.run import OptimizationRun, run_optimizer
+from pytest_gepa.optimizer.outcome import OptimizationRun
+from pytest_gepa.optimizer.run import run_optimizer
 
 # Imported at collection, before any in-process pytester run: a run that imported optuna (and
 # numpy) first would drop them at its end, and numpy cannot be imported twice in one process.

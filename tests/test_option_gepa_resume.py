@@ -85,10 +85,11 @@ def test_a_completed_compile_keeps_no_state(interruptible: TriageProject) -> Non
 
 
 def test_without_the_cache_a_compile_says_once_that_no_state_is_kept(triage_project: TriageProject) -> None:
-    result = triage_project.compile("--gepa-resume")
+    # (--gepa-resume without the cache is a usage error: tests/test_trust_resume.py)
+    result = triage_project.compile()
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["[[]gepa[]] no compile state is kept (pytest's cache is disabled, -p "
-                                 "no:cacheprovider): --gepa-resume has nothing to resume from"])
+                                 "no:cacheprovider): an interrupted compile will start over"])
 
 
 def test_ctrl_c_stops_at_the_end_of_the_iteration_keeps_the_state_and_resume_finishes_the_run(
@@ -158,15 +159,6 @@ def test_without_resume_a_found_state_says_how_to_continue_and_starts_afresh(
         "[[]gepa[]]   test_triage_prompt: an interrupted compile saved its state at iteration * (* metric calls "
         f"spent); `{literal(RESUME)}` would continue it. Starting afresh."])
     result.stdout.no_fnmatch_line("*resumed at iteration*")
-
-
-def test_a_log_dir_option_is_refused_so_no_pickle_is_loaded_from_the_repository(interruptible: TriageProject) -> None:
-    path = interruptible.root / "test_triage.py"
-    path.write_text(path.read_text().replace("metric=metric)\n", "metric=metric, log_dir='state')\n", 1))
-    result = _compile(interruptible.pytester)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*gepa.compile(..., log_dir='state'): pytest-gepa keeps GEPA's run state under "
-                                 "pytest's cache directory*"])
 
 
 # -- killed halfway (SIGKILL) and resumed: no more than 15% more task-LM calls, the same scores -------

@@ -161,3 +161,17 @@ def test_a_provider_error_quoting_the_key_never_shows_it(http_project: TriagePro
         if path.is_file() and path.suffix in (".json", ".jsonl", ".xml", ".html", ".md"):
             text = path.read_text()
             assert SECRET_KEY not in text and SECRET_HEADER not in text, path
+
+
+def test_an_lm_error_while_recording_names_the_wrapped_lms_endpoint(http_project: TriageProject,
+                                                                    scripted_server: world.ScriptedServer) -> None:
+    """Behind a cassette the LM is dspy's, on the cassette's engine: the endpoint a person checks is
+    still the one of the LM it wraps."""
+    http_project.compile().assert_outcomes(passed=1)
+    scripted_server.hooks["task"] = lambda request: world.HTTPReply(
+        401, {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
+                        "code": "invalid_api_key"}})
+    result = http_project.run("--gepa-record")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["LMError: 10 of 10 examples could not be scored: LM error from the task model "
+                                 "'openai/task' at http://127.0.0.1:*/v1: *"])

@@ -126,3 +126,21 @@ def test_an_artifact_names_only_the_models_its_own_target_used(triage_project: T
     assert plain["provenance"]["models"] == {"reflection": "scripted/reflection", "task": "scripted/task"}
     assert "judge" not in plain["optimizer"]["lm_usage"]
     assert judged["optimizer"]["lm_usage"]["judge"]["calls"] > 0
+
+
+def test_a_price_is_found_without_importing_litellm() -> None:
+    """A call dspy's native engine served is priced from dspy's bundled price map: litellm is not
+    imported for it (that import costs seconds per process)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "from pytest_gepa.usage import cost_usd\n"
+              "cost = cost_usd('openai/gpt-4o-mini', 1_000_000, 1_000_000)\n"
+              "assert cost is not None and cost > 0, cost\n"
+              "assert cost_usd('openai/a-model-nobody-prices', 10, 10) is None\n"
+              "assert 'litellm' not in sys.modules, 'litellm was imported'\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    assert done.returncode == 0, done.stderr

@@ -76,6 +76,10 @@ class OptimizerRecord(_Strict):
     stop_reason: str | None = None
     lm_usage: dict[str, RoleUsage] = Field(default_factory=dict)
     wall_time_s: float
+    # Draws spent on GEPA's close decisions (part of metric_calls), and how the final candidate was
+    # picked among the Pareto front's best: {"compared", "val_means", "picked", "gepa_pick", ...}.
+    decision_draws: int | None = None
+    selection: dict[str, Any] | None = None
 
 
 class Artifact(_Strict):

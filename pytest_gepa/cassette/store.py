@@ -6,7 +6,8 @@ answered; its key is the digest of exactly that request, so any change to what w
 miss, never a stale answer. Only credentials and transport settings stay out of both the key and
 the line (a deny-list: a parameter nobody thought of is kept, because it may change the answer).
 A capabilities line per role and model holds what the LM said it supports when recording, so a
-replay formats the same prompts without asking litellm.
+replay formats the same prompts without asking anyone. ``request`` lays a canonical request out as
+the document a key is the digest of.
 """
 
 from __future__ import annotations
@@ -63,18 +64,6 @@ def _json_ready(value: Any) -> Any:
     if hasattr(value, "model_dump"):  # a pydantic message or tool object
         return _json_ready(value.model_dump())
     return plain(value)
-
-
-def request_of(model: str, messages: Any, prompt: Any, params: Mapping[str, Any], *,
-               model_type: str = "chat") -> dict[str, Any]:
-    """The request a cassette keys on: the model, the messages whole, every non-transport parameter."""
-    if messages is None:
-        messages = [{"role": "user", "content": prompt}]
-    kept = {name: value for name, value in params.items() if value is not None and not is_transport_setting(name)}
-    request: dict[str, Any] = {"model": model, "messages": _json_ready(messages), "params": _json_ready(kept)}
-    if model_type != "chat":
-        request["model_type"] = model_type
-    return request
 
 
 def request_key(request: dict[str, Any]) -> str:
@@ -241,4 +230,4 @@ def no_cassette_message(target: str, role: str, model: str, request: dict[str, A
 
 
 __all__ = ["Capabilities", "Cassette", "CassetteMissError", "cassette_path", "is_transport_setting", "miss_message",
-           "no_cassette_message", "request_key", "request_of"]
+           "no_cassette_message", "request_key"]

@@ -46,7 +46,8 @@ from pytest_gepa.flows.scoring import (
 from pytest_gepa.flows.target import BuildContext, Target
 from pytest_gepa.metrics import Metric, metric_fingerprint
 from pytest_gepa.optimizer import resume
-from pytest_gepa.optimizer.run import NothingToReflectOn, OptimizationRun, run_optimizer
+from pytest_gepa.optimizer.outcome import OptimizationRun
+from pytest_gepa.optimizer.run import NothingToReflectOn, run_optimizer
 from pytest_gepa.usage import ROLES, RoleCounter
 from pytest_gepa.verdict.thresholds import decide, devset_resolution
 
@@ -74,6 +75,8 @@ def optimize(ctx: BuildContext, target: Target, program: Any, options: dict[str,
     report.baseline, report.stop_reason, report.metric_calls = run.val_baseline, run.stop_reason, run.metric_calls
     report.trajectory = list(run.trajectory)
     report.instructions = serializer.instructions(run.program)
+    if run.decisions:
+        report.warnings.append(run.decisions)  # a notice in the summary, beside the target's row
     target.lms.attach_task_lm(run.program)
     return run.program
 
@@ -136,7 +139,7 @@ def _run(ctx: BuildContext, target: Target, optimizer: str, program: Any, option
     ctx.progress(f"compiling {ctx.nodeid} [{target.name}] with {optimizer}, budget {ctx.settings.budget}")
     settings, lms = ctx.settings, target.lms
     # Only GEPA keeps a run state; the other optimizers start over every time.
-    state = _open_state(ctx, target, options) if optimizer == "gepa" else None
+    state = _open_state(ctx, target, program, options) if optimizer == "gepa" else None
     if state is not None and (line := resume.resumed_line(state)) is not None:
         ctx.progress(f"  {target.name}: {line}")
     before = ctx.session.meter.snapshot()
@@ -147,7 +150,7 @@ def _run(ctx: BuildContext, target: Target, optimizer: str, program: Any, option
                 task_lm=lms.lm("task"), reflection_lm=lms.lm("reflection"), budget=settings.budget,
                 seed=settings.seed, threads=settings.threads, stop_at=settings.stop_at, patience=settings.patience,
                 watch=_Watch(ctx, target, before), progress=lambda line: ctx.progress(f"  {target.name}: {line}"),
-                options=dict(options), state=state,
+                options=dict(options), state=state, decision_samples=settings.compile_samples,
             )
     except KeyboardInterrupt:
         _say_how_to_resume(ctx, target, state)
@@ -173,12 +176,17 @@ def _run(ctx: BuildContext, target: Target, optimizer: str, program: Any, option
     return run
 
 
-def _open_state(ctx: BuildContext, target: Target, options: dict[str, Any]) -> resume.RunState | None:
-    """GEPA's kept state for this target, keyed on everything that would make it another run."""
+def _open_state(ctx: BuildContext, target: Target, program: Any,
+                options: dict[str, Any]) -> resume.RunState | None:
+    """GEPA's kept state for this target, keyed on everything that would make it another run
+    (the models as resolved, not as configured: a fixture's own LM has no option to read)."""
     fingerprints = resume.fingerprint(
-        program=provenance.program_fingerprint(target.seed_shape), data=str(target.examples.fingerprint),
-        metric=metric_fingerprint(target.metric), budget=ctx.settings.budget, seed=ctx.settings.seed,
-        options=options, model=target.lms.models.get("task"))
+        program=provenance.program_fingerprint(target.seed_shape), source=resume.source_fingerprint(program),
+        data=str(target.examples.fingerprint), metric=metric_fingerprint(target.metric), budget=ctx.settings.budget,
+        seed=ctx.settings.seed,
+        # The draws behind GEPA's decisions change its path as much as an option does.
+        options={**options, "gepa_compile_samples": ctx.settings.compile_samples},
+        models=target.lms.resolved_models(program, target.metric), versions=provenance.versions())
     return resume.open_state(ctx.session.resume_root(), nodeid=ctx.nodeid, name=target.name,
                              fingerprints=fingerprints, resume=ctx.settings.resume, progress=ctx.progress,
                              note_once=ctx.session.note_once)
@@ -362,6 +370,7 @@ def build_artifact(ctx: BuildContext, target: Target, program: Any) -> Artifact:
             name=run.optimizer, budget=ctx.settings.budget, seed=ctx.settings.seed, metric_calls=run.metric_calls,
             candidates=run.candidates, accepted_proposals=run.accepted_proposals, trajectory=run.trajectory,
             stop_reason=run.stop_reason, wall_time_s=run.wall_time_s,
+            decision_draws=run.decision_draws if run.optimizer == "gepa" else None, selection=run.selection,
             lm_usage=target.lms.usage_record(ctx.session.meter.since(target.usage_before)),
         ),
     )

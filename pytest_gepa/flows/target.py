@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from pytest_gepa.config import Settings
     from pytest_gepa.flows.target_lms import TargetLMs
     from pytest_gepa.metrics import Metric
-    from pytest_gepa.optimizer.run import OptimizationRun
+    from pytest_gepa.optimizer.outcome import OptimizationRun
     from pytest_gepa.session import GepaSession
     from pytest_gepa.usage import RoleCounter
 

@@ -63,11 +63,26 @@ class TargetLMs:
         model = getattr(self.lm(role), "model", None)
         return None if model is None else str(model)
 
+    def resolved_models(self, program: Any, metric: Any) -> dict[str, str | None]:
+        """The model each role of a compile of ``program`` scored by ``metric`` talks to: the task
+        LM's (with any predictor's own LM beside it), the reflection LM's, and the judge's when the
+        metric is a rubric (the model its file names, else the judge LM's); None for no judge."""
+        task = self.model("task")
+        own = sorted({f"{name}={lm.model}" for name, predictor in program.named_predictors()
+                      if (lm := getattr(predictor, "lm", None)) is not None and getattr(lm, "model", None)})
+        judge: str | None = None
+        if getattr(metric, "uses_judge", False):
+            named = getattr(metric, "judge_model", None)
+            judge = named if isinstance(named, str) else str(getattr(self.raw("judge"), "model", None))
+        return {"task": "; ".join([str(task), *own]), "reflection": self.model("reflection"), "judge": judge}
+
     def describe(self, role: str) -> str:
         """``the task model 'openai/x' at http://...``: what a person checks when it fails."""
+        from pytest_gepa.cassette import unwrap
+
         lm = self.lm(role)
         model = str(getattr(lm, "model", "?"))
-        kwargs = getattr(getattr(lm, "inner", lm), "kwargs", {}) or {}
+        kwargs = getattr(unwrap(lm), "kwargs", {}) or {}  # behind a cassette, the endpoint is the wrapped LM's
         base = kwargs.get("api_base") or kwargs.get("base_url")
         if not base:
             # litellm reads an endpoint from <PROVIDER>_API_BASE / _BASE_URL when the LM names none.

@@ -35,6 +35,24 @@ class KeptState(Protocol):
     def save_extra(self, extra: dict[str, Any]) -> None: ...
 
 
+# GEPA loads the ``gepa_state.bin`` pickle it finds in its run_dir (dspy's ``log_dir``): pointing
+# it at a folder a repository can carry would run whatever code that file holds.
+STATE_DIR_OPTIONS = ("log_dir", "run_dir")
+
+
+def refuse_state_dirs(options: dict[str, Any], gepa_kwargs: dict[str, Any]) -> None:
+    """Raise ``OptimizerError`` for any option that points GEPA at a state folder of the user's."""
+    for where, given in (("", options), ("gepa_kwargs=", gepa_kwargs)):
+        for key in STATE_DIR_OPTIONS:
+            if key in given:
+                shown = f"{key}={given[key]!r}" if not where else f"gepa_kwargs={{{key!r}: {given[key]!r}}}"
+                raise OptimizerError(
+                    f"gepa.compile(..., {shown}): GEPA would load its run state from that folder, and that state "
+                    "is a pickle: loading one runs the code it holds, and a repository can carry it. pytest-gepa "
+                    "keeps GEPA's run state only under pytest's cache directory and loads it from nowhere else; "
+                    f"remove {key} and use `pytest --gepa-compile --gepa-resume` to continue an interrupted compile.")
+
+
 class CompileInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped the compile at the end of an iteration; its state is kept for --gepa-resume."""
 
@@ -123,11 +141,7 @@ class StateKeeper:
         from gepa.strategies.batch_sampler import EpochShuffledBatchSampler
         from gepa.strategies.candidate_selector import ParetoCandidateSelector
 
-        if "log_dir" in options:
-            raise OptimizerError(
-                f"gepa.compile(..., log_dir={options['log_dir']!r}): pytest-gepa keeps GEPA's run state under "
-                "pytest's cache directory and never loads it (a pickle) from anywhere else; remove log_dir and use "
-                "--gepa-resume to continue an interrupted compile.")
+        refuse_state_dirs(options, gepa_kwargs)  # run_gepa refused them already: never replace ours
         # One generator for the selector and the sampler, as gepa itself shares one between them.
         rng = random.Random(seed)
         sampler: Any = None
@@ -178,6 +192,8 @@ class StateKeeper:
                          "iteration": observer.iteration},
             "early_stop": list(self._stop_values),
         }
+        if getattr(observer, "draws", None) is not None:
+            extra["draws"] = observer.draws.state()
         if self.sampler is not None:
             extra["sampler"] = _sampler_state(self.sampler)
         try:
@@ -197,6 +213,8 @@ class StateKeeper:
         observer.iteration, observer.metric_calls = int(seen.get("iteration", 0)), int(saved.get("metric_calls", 0))
         observer.budget = saved.get("budget")
         observer._last_reported_best = observer.best
+        if "draws" in saved and getattr(observer, "draws", None) is not None:
+            observer.draws.restore(saved["draws"])
         if "early_stop" in saved:
             self.early_stop._best, self.early_stop._stalled = float(saved["early_stop"][0]), int(saved["early_stop"][1])
 

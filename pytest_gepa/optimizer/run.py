@@ -10,31 +10,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from pytest_gepa.errors import OptimizerError
-from pytest_gepa.metrics import Metric, call_metric, takes_gepa_arguments
-from pytest_gepa.optimizer.keeper import CompileInterrupted, GracefulInterrupt, KeptState, StateKeeper
+from pytest_gepa.metrics import Metric, takes_gepa_arguments
+from pytest_gepa.optimizer import draws as decisions
+from pytest_gepa.optimizer.keeper import (
+    CompileInterrupted,
+    GracefulInterrupt,
+    KeptState,
+    StateKeeper,
+    refuse_state_dirs,
+)
+from pytest_gepa.optimizer.others import run_other
+from pytest_gepa.optimizer.outcome import OptimizationRun, RunWatch
 
 # Fewer words than this is not an instruction (a weak reflection LM's one-word "proposals").
 MIN_INSTRUCTION_WORDS = 3
-
-
-@dataclass
-class OptimizationRun:
-    """What one optimizer run produced, for the artifact and the summary."""
-
-    optimizer: str
-    program: Any
-    val_baseline: float | None
-    val_optimized: float | None
-    metric_calls: int | None
-    candidates: int
-    accepted_proposals: int
-    trajectory: list[tuple[int, float]]
-    wall_time_s: float
-    stop_reason: str | None = None
-    lm_calls: int = 0
 
 
 @dataclass
@@ -50,6 +42,7 @@ class CompileObserver:
     trajectory: list[tuple[int, float]] = field(default_factory=list)
     best: float | None = None
     metric_calls: int = 0
+    draws: Any = None  # the run's ``draws.Draws``: a resumed run continues with what it has seen
     _last_reported_best: float | None = None
     _last_reported_quarter: int = 0
 
@@ -87,16 +80,6 @@ class CompileObserver:
             budget = f"/{self.budget}" if self.budget else ""
             best = "n/a" if self.best is None else f"{self.best:.3f}"
             self.progress(f"iteration {self.iteration}: best val {best}, metric calls {self.metric_calls}{budget}")
-
-
-class RunWatch(Protocol):
-    """What the optimizer may ask the plugin while it runs (the plugin owns the LM meter)."""
-
-    def must_stop(self) -> str | None:
-        """Why the run must end now (over --gepa-max-cost, an LM that keeps failing), or None."""
-
-    def reflection_calls(self) -> tuple[int, str | None]:
-        """How many reflection LM calls were made, and the first error among them."""
 
 
 @dataclass
@@ -147,25 +130,33 @@ def gepa_metric(metric: Metric) -> Metric:
 def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metric, *, task_lm: Any,
              reflection_lm: Any, budget: str | int, seed: int, threads: int, stop_at: float | None,
              patience: int | None, watch: RunWatch, progress: Callable[[str], None],
-             options: dict[str, Any], state: KeptState | None = None) -> OptimizationRun:
+             options: dict[str, Any], state: KeptState | None = None,
+             decision_samples: int = 1) -> OptimizationRun:
     """Run dspy's real GEPA on train/val and return the best program with what the run looked like.
 
-    With ``state``, GEPA keeps its run state in ``state.run_dir`` (and continues from it when
+    With ``decision_samples`` > 1, close acceptance calls and the final pick among the Pareto
+    front's best are judged on up to that many draws (``pytest_gepa.optimizer.draws``). With
+    ``state``, GEPA keeps its run state in ``state.run_dir`` (and continues from it when
     ``state.resuming``); Ctrl-C stops at the end of the iteration with the state kept.
     """
     import dspy
 
     observer = CompileObserver(progress=progress)
     gepa_kwargs = dict(options.pop("gepa_kwargs", {}) or {})
+    refuse_state_dirs(options, gepa_kwargs)  # with the cache off too: state is never loaded from elsewhere
     # The same candidate is often scored on the same example twice (minibatch, then full val);
     # GEPA can remember those scores instead of paying for the LM calls again.
     gepa_kwargs.setdefault("cache_evaluation", True)
     gepa_kwargs["callbacks"] = [*gepa_kwargs.get("callbacks", []), observer]
     early_stop = EarlyStop(stop_at=stop_at, patience=patience, must_stop=watch.must_stop)
     interrupt = GracefulInterrupt(progress)
+    draws = observer.draws = decisions.Draws(program, trainset, valset, metric, task_lm, max(1, decision_samples),
+                                             threads)
     if state is not None:
         StateKeeper.install(state, observer, early_stop, seed, options, gepa_kwargs)
     gepa_kwargs["stop_callbacks"] = [*gepa_kwargs.get("stop_callbacks", []), early_stop, interrupt]
+    decisions.install(draws, gepa_kwargs, lambda: None if observer.budget is None
+                      else observer.budget - observer.metric_calls)
     budget_kwargs: dict[str, Any] = {"auto": budget} if isinstance(budget, str) else {"max_metric_calls": budget}
     optimizer = dspy.GEPA(
         metric=gepa_metric(metric),
@@ -191,16 +182,27 @@ def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metri
         raise OptimizerError(f"the compile was stopped: {early_stop.reason}. The previous artifact is unchanged.")
     results = optimized.detailed_results
     scores = list(results.val_aggregate_scores)
+    best, pick = results.best_idx, None
+    if draws.samples > 1 and scores:
+        before = draws.spent
+        with dspy.context(lm=task_lm):
+            pick = decisions.pick_final(draws, results)
+        if pick is not None and pick.picked != best:
+            best, optimized = pick.picked, results.candidates[pick.picked]
+            optimized.detailed_results = results  # as dspy's own pick carries them
+        observer.metric_calls += draws.spent - before
     run = OptimizationRun(
         optimizer="gepa",
         program=optimized,
         val_baseline=scores[0] if scores else None,
-        val_optimized=scores[results.best_idx] if scores else None,
-        metric_calls=results.total_metric_calls,
+        val_optimized=scores[best] if scores else None,
+        metric_calls=results.total_metric_calls + (pick.draws if pick is not None else 0),
         candidates=len(results.candidates),
         accepted_proposals=observer.accepted,
         trajectory=observer.trajectory,
         wall_time_s=round(wall, 3),
+        decision_draws=draws.spent, decisions=decisions.summary(draws, pick),
+        selection=None if pick is None else pick.record(),
     )
     _check_the_run_did_something(run, observer, *watch.reflection_calls())
     if run.stop_reason is None:
@@ -249,127 +251,17 @@ class NothingToReflectOn(OptimizerError):
     """GEPA never reflected: no program output reached the metric. The plugin looks for the cause."""
 
 
-@dataclass
-class Budget:
-    """What a budget word or number means to an optimizer that is not GEPA."""
-
-    auto: str | None
-    trials: int | None
-
-    @classmethod
-    def of(cls, budget: str | int) -> Budget:
-        return cls(auto=budget, trials=None) if isinstance(budget, str) else cls(auto=None, trials=budget)
-
-
-class CompileStopped(BaseException):
-    """Raised from inside MIPROv2 / BootstrapFewShot (through their metric) to end their run.
-
-    A BaseException, as pytest's own outcomes are: MIPROv2 scores any ``Exception`` in a trial's
-    evaluation as 0 and goes on to the next trial, so an ``Exception`` would stop nothing.
-    """
-
-
-class ScalarMetric:
-    """A feedback metric seen as the float MIPROv2 and BootstrapFewShot want; it counts its calls.
-
-    A ``dspy.Prediction(score=0, feedback=...)`` is truthy, so without this adapter a failed
-    example would pass BootstrapFewShot's check. These optimizers take no stop callback, so each
-    call also asks ``must_stop`` (over --gepa-max-cost, a failing LM) and raises once told to: the
-    metric is the one hook they call between all their steps.
-    """
-
-    def __init__(self, metric: Metric, must_stop: Callable[[], str | None] = lambda: None) -> None:
-        self.metric = metric
-        self.must_stop = must_stop
-        self.calls = 0
-        self.stopped: str | None = None
-
-    def check(self) -> None:
-        """Raise ``CompileStopped`` if the run must end (and from then on, every time)."""
-        if self.stopped is None:
-            self.stopped = self.must_stop()
-        if self.stopped is not None:
-            raise CompileStopped(self.stopped)
-
-    def __call__(self, gold: Any, pred: Any, trace: Any = None) -> float:
-        self.check()
-        self.calls += 1
-        return call_metric(self.metric, gold, pred).score
-
-
 def run_optimizer(name: str, program: Any, trainset: list[Any], valset: list[Any], metric: Metric, *,
                   task_lm: Any, reflection_lm: Any, budget: str | int, seed: int, threads: int,
                   stop_at: float | None, patience: int | None, watch: RunWatch, progress: Callable[[str], None],
-                  options: dict[str, Any], state: KeptState | None = None) -> OptimizationRun:
+                  options: dict[str, Any], state: KeptState | None = None,
+                  decision_samples: int = 1) -> OptimizationRun:
     """Run the named optimizer; every optimizer reports the same ``OptimizationRun``."""
     if name == "gepa":
         return run_gepa(program, trainset, valset, metric, task_lm=task_lm, reflection_lm=reflection_lm,
                         budget=budget, seed=seed, threads=threads, stop_at=stop_at, patience=patience,
-                        watch=watch, progress=progress, options=options, state=state)
-    import dspy
-
-    from pytest_gepa.evaluate import evaluate
-
-    scalar = ScalarMetric(metric, must_stop=watch.must_stop)
-    plan = Budget.of(budget)
-    started = time.perf_counter()
-    try:
-        with dspy.context(lm=task_lm):
-            baseline = evaluate(program, valset, metric, lm=task_lm, threads=threads)
-            scalar.check()  # a dead task LM shows in the baseline already: do not start the optimizer
-            optimized = _compile_with(name, scalar, program, trainset, valset, task_lm=task_lm,
-                                      reflection_lm=reflection_lm, budget=budget, plan=plan, seed=seed,
-                                      threads=threads, stop_at=stop_at, progress=progress, options=options)
-            scalar.check()
-            after = evaluate(optimized, valset, metric, lm=task_lm, threads=threads)
-    except (Exception, CompileStopped) as error:
-        # The stop may reach us as itself or, from a thread dspy gave up on, as dspy's own
-        # "Execution cancelled": the reason we stopped is what the user reads.
-        if scalar.stopped is None or isinstance(error, OptimizerError):
-            raise
-        raise OptimizerError(f"the compile was stopped: {scalar.stopped}. "
-                             "The previous artifact is unchanged.") from None
-    return OptimizationRun(
-        optimizer=name,
-        program=optimized,
-        val_baseline=baseline.score,
-        val_optimized=after.score,
-        metric_calls=scalar.calls,
-        candidates=1,
-        accepted_proposals=0,
-        trajectory=[(0, baseline.score), (scalar.calls, after.score)],
-        wall_time_s=round(time.perf_counter() - started, 3),
-        stop_reason="optimizer finished",
-    )
-
-
-def _compile_with(name: str, scalar: ScalarMetric, program: Any, trainset: list[Any], valset: list[Any], *,
-                  task_lm: Any, reflection_lm: Any, budget: str | int, plan: Budget, seed: int, threads: int,
-                  stop_at: float | None, progress: Callable[[str], None], options: dict[str, Any]) -> Any:
-    import dspy
-
-    if name == "miprov2":
-        _require_optuna()
-        candidates = None if plan.auto else max(2, (plan.trials or 4) // 2)
-        optimizer = dspy.MIPROv2(metric=scalar, prompt_model=reflection_lm, task_model=task_lm,
-                                 auto=plan.auto, num_candidates=candidates, num_threads=threads, seed=seed,
-                                 verbose=False, **options)
-        progress(f"MIPROv2, budget {budget}")
-        # MIPROv2 refuses minibatches larger than the valset; small valsets are scored whole.
-        return optimizer.compile(program, trainset=trainset, valset=valset, num_trials=plan.trials,
-                                 minibatch=len(valset) > 35)
-    if name == "bootstrap":
-        options.setdefault("metric_threshold", stop_at if stop_at is not None else 1.0)
-        optimizer = dspy.BootstrapFewShot(metric=scalar, **options)
-        progress("BootstrapFewShot")
-        return optimizer.compile(program, trainset=trainset)
-    raise OptimizerError(f"unknown optimizer {name!r}; use gepa, miprov2 or bootstrap")
-
-
-def _require_optuna() -> None:
-    try:
-        import optuna  # noqa: F401
-    except ImportError:
-        raise OptimizerError(
-            "MIPROv2 needs the optional dependency optuna: pip install \"pytest-gepa[miprov2]\""
-        ) from None
+                        watch=watch, progress=progress, options=options, state=state,
+                        decision_samples=decision_samples)
+    return run_other(name, program, trainset, valset, metric, task_lm=task_lm, reflection_lm=reflection_lm,
+                     budget=budget, seed=seed, threads=threads, stop_at=stop_at, watch=watch, progress=progress,
+                     options=options)

@@ -286,7 +286,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def prime_litellm() -> None:
-    """Run litellm's whole call path once (``Predict`` with ChatAdapter and JSONAdapter over HTTP).
+    """Run litellm's (and dspy's native engine's) whole call path once (``Predict`` with ChatAdapter and JSONAdapter over HTTP).
 
     Call it at session start, before any in-process ``pytester`` run. litellm imports much of
     itself (and of openai, httpx and pydantic) lazily on its first call, and a pytester run
@@ -298,18 +298,20 @@ def prime_litellm() -> None:
     import dspy
 
     with ScriptedServer() as server:
-        lm = dspy.LM(
-            "openai/task",
-            api_base=server.base_url,
-            api_key="sk-test",
-            engine="litellm",
-            cache=False,
-            num_retries=0,
-        )
-        for adapter in (dspy.ChatAdapter(), dspy.JSONAdapter()):
-            with dspy.context(lm=lm, adapter=adapter):
-                dspy.Predict("question -> answer")(question="ping")
-        lm.close()
+        # Both engines dspy picks between: litellm, and its native one (what "auto" serves this with).
+        for engine in ("litellm", "auto"):
+            lm = dspy.LM(
+                "openai/task",
+                api_base=server.base_url,
+                api_key="sk-test",
+                engine=engine,
+                cache=False,
+                num_retries=0,
+            )
+            for adapter in (dspy.ChatAdapter(), dspy.JSONAdapter()):
+                with dspy.context(lm=lm, adapter=adapter):
+                    dspy.Predict("question -> answer")(question="ping")
+            lm.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -289,11 +289,12 @@ def _pool() -> list[dict[str, str]]:
     return rows
 
 
-def triage_rows(n: int = 40) -> list[dict[str, str]]:
+def triage_rows(n: int = 40, *, rules: bool = False) -> list[dict[str, str]]:
     """``n`` deterministic rows ``{"ticket", "category"}``, about half easy and half tricky.
 
     Beyond the 40 distinct tickets the pool repeats with a follow-up note, so any ``n`` works
-    and the texts stay distinct.
+    and the texts stay distinct. With ``rules``, each row also has a ``rule`` column: the house
+    rule a tricky ticket follows (as a labeller would note it), empty for an easy one.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -303,6 +304,9 @@ def triage_rows(n: int = 40) -> list[dict[str, str]]:
         row = dict(pool[i % len(pool)])
         if i >= len(pool):
             row["ticket"] += f" (Follow-up #{i // len(pool)}.)"
+        if rules:
+            convention = find_convention(row["ticket"])
+            row["rule"] = convention.rule if convention is not None else ""
         rows.append(row)
     return rows
 
@@ -391,14 +395,22 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
-def propose_instruction(current: str, examples: Sequence[Mapping[str, Any]]) -> str:
+def propose_instruction(current: str, examples: Sequence[Mapping[str, Any]], *, literal: bool = False) -> str:
     """``current`` plus one rule per convention that the failing examples' feedback reveals.
 
     A convention is learned from an example only when its cue is in the example's inputs and
     the feedback names the convention's category as the expected one, so a metric without
-    feedback teaches nothing. Rules are added in the order the examples show them.
+    feedback teaches nothing. Rules are added in the order the examples show them. A ``literal``
+    reflector learns a convention only from feedback that states it (a sentence naming a cue and
+    the category): "expected 'claims'" alone teaches it nothing.
     """
     learned: list[Convention] = []
+    if literal:
+        for example in examples:
+            feedback = str(example.get("Feedback", ""))
+            learned += [c for c in CONVENTIONS
+                        if c.stated_in(feedback) and not c.stated_in(current) and c not in learned]
+        return "\n".join([current.strip(), *(c.rule for c in learned)])
     for example in examples:
         generated = example.get("Generated Outputs")
         answer = generated.get("category") if isinstance(generated, Mapping) else None
@@ -420,16 +432,22 @@ def propose_instruction(current: str, examples: Sequence[Mapping[str, Any]]) -> 
 
 
 class TriageReflector(Skill):
-    """The reflection model behind GEPA's ``InstructionProposer`` (``ProposeInstruction``)."""
+    """The reflection model behind GEPA's ``InstructionProposer`` (``ProposeInstruction``).
 
-    roles = ("reflection",)
+    ``reflection`` reads the label a failing example expected off its feedback and finds the rule
+    itself; ``reflection-literal``, like a real reflector that cannot guess a house rule, learns only
+    the rules the feedback spells out.
+    """
+
+    roles = ("reflection", "reflection-literal")
 
     def matches(self, prompt: Prompt) -> bool:
         return "current_instruction" in prompt.inputs and "examples_with_feedback" in prompt.inputs
 
     def answer(self, prompt: Prompt) -> dict[str, Any]:
         examples = _parse_examples(prompt.inputs["examples_with_feedback"])
-        new = propose_instruction(prompt.inputs["current_instruction"], examples)
+        new = propose_instruction(prompt.inputs["current_instruction"], examples,
+                                  literal=prompt.role == "reflection-literal")
         # Whatever the output field is called (new_instruction in dspy 3.4), it gets the
         # instruction; a reasoning field, if asked for, gets a note.
         values: dict[str, Any] = {name: new for name in prompt.output_names}
