@@ -45,6 +45,11 @@ class LMError(GepaError):
     """An LM call failed (connection, HTTP error, timeout): an infrastructure error, not a score."""
 
 
+class LMNotConfigured(GepaError):
+    """A role LM the plugin handed out says it is not configured (no API key, no provider): the
+    project's configuration to fix, never an LM error or a low score."""
+
+
 class OptimizerError(GepaError):
     """The optimizer ran but produced nothing usable (for example the reflection LM never answered)."""
 
@@ -55,6 +60,33 @@ class CassetteMissError(GepaError):
 
 class GepaWarning(pytest.PytestWarning):
     """Something changed that does not fail the gate but deserves a look (data or metric drift)."""
+
+
+# -- which exceptions left an LM call ----------------------------------------------------------
+# An exception is an LM error because of *where* it was raised, never because of its type: a user's
+# own retriever raises ConnectionError and httpx errors too. Every LM the plugin hands out (the role
+# LMs of a target, a rubric's judge) reports each exception leaving one of its calls here; scoring
+# asks ``lm_call_role``. The mark is an attribute on the exception object itself, so it travels with
+# it through threads and re-raises, and an exception the user's code raises instead (even one made
+# "from" an LM error) carries none.
+
+_LM_CALL_MARK = "pytest_gepa_left_lm_call"
+
+
+def mark_lm_call_error(exc: BaseException | None, role: str) -> None:
+    """Note that ``exc`` left a call of the ``role`` LM (task, reflection, judge) the plugin handed out."""
+    if exc is None:
+        return
+    try:
+        setattr(exc, _LM_CALL_MARK, role)
+    except (AttributeError, TypeError):  # an exception class with __slots__ cannot be marked
+        pass
+
+
+def lm_call_role(exc: BaseException) -> str | None:
+    """The role of the plugin's LM whose call ``exc`` left, or None when it was raised elsewhere."""
+    role = getattr(exc, "__dict__", {}).get(_LM_CALL_MARK)
+    return role if isinstance(role, str) else None
 
 
 # -- secrets -------------------------------------------------------------------------------------

@@ -5,6 +5,12 @@ look like a bad prompt. Here every example ends as one of: a score with its feed
 of ``samples`` draws), an LM error (the endpoint failed: infrastructure), or a crash in the
 user's own program or metric (their bug, with the file and line where it was raised). The
 gate decides what each means; none of them is ever a low score.
+
+Which is which depends on where the exception was raised, not on its type: only an exception
+that left a call of an LM the plugin handed out (``errors.lm_call_role``) is the LM's. Of those,
+a request the prompt itself made fail (longer than the context window, refused by a content
+policy) is the prompt's failure: scored 0 with that reason as feedback, never dropped. An LM that
+says it is not configured (dspy's ``LMNotConfiguredError``) is the project's configuration to fix.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import contextvars
 import os
 import statistics
+import sys
 import sysconfig
 import traceback
 import warnings
@@ -23,12 +30,18 @@ from pathlib import Path
 from typing import Any
 
 from pytest_gepa.data import example_id
-from pytest_gepa.errors import GepaError, describe_error
+from pytest_gepa.errors import GepaError, LMNotConfigured, describe_error, lm_call_role
 from pytest_gepa.metrics import Metric, call_metric
 from pytest_gepa.verdict.statistics import mean
 
 # A model whose reply is not in the adapter's format scored 0: a model failure, not an LM error.
 UNPARSEABLE_REPLY = "The LM's reply could not be parsed:"
+# A request the prompt made fail scored 0 (an overflowing prompt must never be promoted).
+PROMPT_REFUSED = "The LM refused the request this prompt made:"
+# What providers (through dspy or litellm) call a request refused for its own content or length.
+_PROMPT_REFUSAL_CODES = frozenset({"context_length_exceeded", "context_window_exceeded", "content_policy_violation",
+                                   "content_filter"})
+_LITELLM_PROMPT_REFUSALS = ("ContextWindowExceededError", "ContentPolicyViolationError")
 # More than this share of examples lost to LM errors means the score says nothing about the prompt.
 MAX_LM_ERROR_SHARE = 0.1
 # Frames in these places are libraries, not the user's code.
@@ -99,13 +112,43 @@ class Evaluation:
         return bool(self.results) and len(self.lm_errors) / len(self.results) > MAX_LM_ERROR_SHARE
 
 
-def is_lm_error(exc: BaseException) -> bool:
-    """dspy's LMError, and anything litellm, httpx or openai raise (connections, HTTP, timeouts)."""
-    from dspy.utils.exceptions import LMError
+def is_prompt_refusal(exc: BaseException) -> bool:
+    """Did the provider refuse the request for what the prompt holds (too long, against its content
+    policy)? dspy projects litellm's errors onto its own, so the whole cause chain is read."""
+    from dspy.utils.exceptions import ContextWindowExceededError
 
-    if isinstance(exc, (LMError, TimeoutError, ConnectionError)):
-        return True
-    return any(cls.__module__.startswith(("litellm", "httpx", "httpcore", "openai")) for cls in type(exc).__mro__)
+    # litellm is asked only when it is loaded: an error of its kind means it already was.
+    litellm = sys.modules.get("litellm")
+    refusals = tuple(cls for cls in (getattr(litellm, name, None) for name in _LITELLM_PROMPT_REFUSALS)
+                     if isinstance(cls, type))
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, ContextWindowExceededError) or (refusals and isinstance(link, refusals)):
+            return True
+        if getattr(link, "provider_code", None) in _PROMPT_REFUSAL_CODES:
+            return True
+        link = link.__cause__ or link.__context__
+    return False
+
+
+def _is_not_configured(exc: BaseException) -> bool:
+    from dspy.utils.exceptions import LMNotConfiguredError
+
+    return isinstance(exc, LMNotConfiguredError)
+
+
+NOT_CONFIGURED = "LMNotConfiguredError"  # how describe_error names dspy's error, as the meter keeps it
+
+
+def not_configured_message(role: str, error: str) -> str:
+    """What to set when the ``role`` LM says it is not configured (``error``: dspy's own words, which
+    name the key)."""
+    return (f"The {role} LM is not configured: {error.rstrip('.')}. Set what it asks for in the environment, "
+            f"pass another model with --gepa-{role}-lm (ini gepa_{role}_lm), or override the gepa_{role}_lm "
+            "fixture in conftest.py with an LM that has its api_key=. This is the project's configuration, "
+            "not an LM error or a low score.")
 
 
 def _is_parse_error(exc: BaseException) -> bool:
@@ -138,13 +181,19 @@ def _plain_fields(obj: Any) -> dict[str, Any]:
     return {str(k): v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for k, v in items}
 
 
-def _crash(eid: str, exc: BaseException, what: str, inputs: dict[str, Any],
-           output: dict[str, Any] | None = None) -> ExampleResult:
-    if is_lm_error(exc):
-        return ExampleResult(eid, None, "", error=describe_error(exc), lm_error=True, inputs=inputs,
-                             output=output or {})
-    return ExampleResult(eid, None, "", error=f"{what} raised {describe_error(exc)}", where=user_code_location(exc),
-                         inputs=inputs, output=output or {})
+def _failed(eid: str, exc: BaseException, what: str, inputs: dict[str, Any],
+            output: dict[str, Any] | None = None) -> ExampleResult:
+    """Whose failure ``exc`` is: the LM's only when it left a call of an LM the plugin handed out."""
+    role = lm_call_role(exc)
+    if role is None:
+        return ExampleResult(eid, None, "", error=f"{what} raised {describe_error(exc)}",
+                             where=user_code_location(exc), inputs=inputs, output=output or {})
+    if is_prompt_refusal(exc):
+        return ExampleResult(eid, 0.0, f"{PROMPT_REFUSED} {describe_error(exc)}", inputs=inputs, output=output or {})
+    if _is_not_configured(exc):
+        raise LMNotConfigured(not_configured_message(role, describe_error(exc))) from None
+    return ExampleResult(eid, None, "", error=describe_error(exc), lm_error=True, inputs=inputs,
+                         output=output or {})
 
 
 def _draw(program: Any, example: Any, metric: Metric, lm: Any) -> ExampleResult:
@@ -160,14 +209,14 @@ def _draw(program: Any, example: Any, metric: Metric, lm: Any) -> ExampleResult:
     except Exception as exc:
         if _is_parse_error(exc):
             return ExampleResult(eid, 0.0, f"{UNPARSEABLE_REPLY} {describe_error(exc)}", inputs=inputs)
-        return _crash(eid, exc, "the program", inputs)
+        return _failed(eid, exc, "the program", inputs)
     output = _plain_fields(prediction)
     try:
         result = call_metric(metric, example, prediction)
     except GepaError:
         raise
     except Exception as exc:
-        return _crash(eid, exc, "the metric", inputs, output)
+        return _failed(eid, exc, "the metric", inputs, output)
     return ExampleResult(eid, result.score, result.feedback, inputs=inputs, output=output)
 
 

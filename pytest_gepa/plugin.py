@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from pytest_gepa.flows.handle import GepaHandle
     from pytest_gepa.rubric import Rubric
 
-CALL_FAILED_KEY = pytest.StashKey[bool]()
+CALL_OUTCOME_KEY = pytest.StashKey[str]()
 LM_FIXTURES = {"gepa_task_lm": "task", "gepa_reflection_lm": "reflection", "gepa_judge_lm": "judge"}
 
 
@@ -63,8 +63,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if call.excinfo is not None and call.excinfo.errisinstance(GepaError):
         report.longrepr = redact(f"{type(call.excinfo.value).__name__}: {call.excinfo.value}")
     if call.when == "call":
-        item.stash[CALL_FAILED_KEY] = report.failed
+        item.stash[CALL_OUTCOME_KEY] = call_outcome(report)
     return report
+
+
+def call_outcome(report: pytest.TestReport) -> str:
+    """How the test's own call ended, as the compile flow reads it: only "passed" earns a write. An
+    xfailed test (its own assert failed) and a ``pytest.skip()`` after the gate are no pass, and an
+    xfail-marked test that passed anyway declared it was not expected to."""
+    xfail = hasattr(report, "wasxfail")
+    if report.passed:
+        return "xpassed" if xfail else "passed"
+    if report.skipped:
+        return "xfailed" if xfail else "skipped"
+    return "failed"
 
 
 # -- the model matrix: one test per task model ------------------------------------------------------
@@ -156,7 +168,10 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     yield
     gepa_session = _session(item.config)
     if gepa_session is not None and gepa_session.test_cassette_path is not None:
-        gepa_session.save_cassette(gepa_session.test_cassette_path)
+        # In a compile the test's cassette may be the one beside its artifact: like the artifact, it
+        # is written only for a test that passed (a gate records whatever its outcome).
+        if not gepa_session.settings.compile or item.stash.get(CALL_OUTCOME_KEY, "did not run") == "passed":
+            gepa_session.save_cassette(gepa_session.test_cassette_path)
         gepa_session.test_cassette_path = gepa_session.test_nodeid = None
 
 
@@ -369,7 +384,8 @@ def gepa(request: pytest.FixtureRequest, gepa_task_lm: Any) -> Generator[GepaHan
     ))
     yield handle
     try:
-        handle.finish(test_failed=request.node.stash.get(CALL_FAILED_KEY, True))
+        # No call report (setup failed or was interrupted) is no pass either.
+        handle.finish(test_outcome=request.node.stash.get(CALL_OUTCOME_KEY, "did not run"))
     finally:
         # JUnit XML (and anything else reading user_properties) gets each target's outcome.
         for report in handle.reports:

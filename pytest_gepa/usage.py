@@ -16,7 +16,7 @@ from typing import Any
 
 from dspy.utils.callback import BaseCallback
 
-from pytest_gepa.errors import describe_error, register_secret
+from pytest_gepa.errors import describe_error, mark_lm_call_error, register_secret
 
 ROLES = ("task", "reflection", "judge")
 # The role of the LM call running in this thread or task (None outside a call).
@@ -48,6 +48,8 @@ class RoleMeter(BaseCallback):  # type: ignore[misc,unused-ignore]  # dspy has n
         self.meter.started(self.role)
 
     def on_lm_end(self, call_id: str, outputs: Any, exception: BaseException | None = None) -> None:
+        # Every exception leaving this role's call is marked there: only a marked one is an LM error.
+        mark_lm_call_error(exception, self.role)
         token = self._tokens.pop(call_id, None)
         if token is not None:
             try:

@@ -25,6 +25,7 @@ from pytest_gepa.errors import RubricError
 from pytest_gepa.evaluate import evaluate
 from pytest_gepa.metrics import call_metric, metric_fingerprint
 from pytest_gepa.rubric import Rubric, Verdict, cohen_kappa, judge_signature, load_rubric
+from pytest_gepa.usage import UsageMeter
 
 TRIAGE_RUBRIC = """\
 name: triage
@@ -542,10 +543,17 @@ def test_an_lm_transport_error_is_raised_not_scored(tmp_path: Path) -> None:
     with pytest.raises(LMError, match="connection refused by the scripted judge"):
         rubric(gold(), dspy.Prediction(category="claims"))
     assert (rubric.judge_errors, shared.calls["judge"]) == (0, 1)
-    # In the plugin's evaluation it is an LM error of the example, not a score of 0.
-    with dspy.context(lm=world.scripted_lm("task")):
+    # In the plugin's evaluation, where the judge is the plugin's (wrapped as the plugin wraps every
+    # LM it hands out), it is an LM error of the example, not a score of 0.
+    meter = UsageMeter()
+    with dspy.context(lm=world.scripted_lm("task"), gepa_wrap_lm=lambda lm: meter.attach(lm, "judge")):
         outcome = evaluate(dspy.Predict(Triage), triage_examples(1), rubric, lm=None, threads=1).results[0]
     assert (outcome.score, outcome.lm_error) == (None, True)
+    # A judge the plugin did not hand out is the test's own code failing: a crash, named.
+    own, _ = judged_by(tmp_path, TRIAGE_RUBRIC, JudgeSkill("unreachable"), num_retries=0)
+    with dspy.context(lm=world.scripted_lm("task")):
+        outcome = evaluate(dspy.Predict(Triage), triage_examples(1), own, lm=None, threads=1).results[0]
+    assert (outcome.score, outcome.lm_error, outcome.crashed) == (None, False, True)
 
 
 def test_the_judge_over_http(tmp_path: Path) -> None:

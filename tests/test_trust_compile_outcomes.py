@@ -13,10 +13,11 @@ from test_gate import BASE_INSTRUCTION
 REJECTED = "test_triage_prompt.rejected.json"
 
 
-def _naive_artifact(project: TriageProject) -> bytes:
-    """The committed artifact with the seed instruction back in place: valid, not stale, ~0.5."""
+def _naive_artifact(project: TriageProject, instruction: str = BASE_INSTRUCTION) -> bytes:
+    """The committed artifact with the seed instruction (or another naive one) back in place: valid,
+    not stale, ~0.5."""
     data = json.loads(project.artifact.read_text())
-    data["program"]["predict"]["signature"]["instructions"] = BASE_INSTRUCTION
+    data["program"]["predict"]["signature"]["instructions"] = instruction
     project.artifact.write_text(json.dumps(data, indent=2, sort_keys=True))
     return project.artifact.read_bytes()
 
@@ -58,6 +59,38 @@ def test_a_test_failing_its_own_assert_leaves_the_current_artifact_byte_identica
     triage_project.write_test(source=OWN_ASSERT_FAILS)
     triage_project.compile().assert_outcomes(failed=1)
     assert triage_project.artifact.read_bytes() == naive
+
+
+def _marked(decorator: str, tail: str) -> str:
+    """The triage test (thresholds it meets) with ``decorator`` on it and ``tail`` after its gate."""
+    source = "import pytest\n" + TRIAGE_TEST.format(min_score=0.5, max_drop=0.5) + tail
+    return source.replace("def test_triage_prompt", f"{decorator}\ndef test_triage_prompt" if decorator else
+                          "def test_triage_prompt")
+
+
+@pytest.mark.parametrize(("source", "outcome", "said"), [
+    (_marked("@pytest.mark.xfail(reason='known')", "    assert False, 'my own check failed'\n"),
+     {"xfailed": 1}, "xfailed (its own check failed)"),
+    (_marked("", "    pytest.skip('decided after the gate')\n"), {"skipped": 1}, "was skipped"),
+    (_marked("@pytest.mark.xfail(reason='known')", ""), {"xpassed": 1}, "passed but is marked xfail"),
+], ids=["xfailed", "skipped-after-gate", "xpassed"])
+def test_only_a_passed_test_writes_its_artifact_or_its_cassette(triage_project: TriageProject, source: str,
+                                                                 outcome: dict[str, int], said: str) -> None:
+    triage_project.compile("--gepa-record").assert_outcomes(passed=1)
+    # A candidate would beat this one if the test passed; its prompt is not the seed's, so scoring it
+    # makes calls the recorded cassette does not hold.
+    naive = _naive_artifact(triage_project, BASE_INSTRUCTION + " Answer with the category only.")
+    cassette = triage_project.cassette.read_bytes()
+    triage_project.write_test(source=source)
+    result = triage_project.compile("--gepa-record", "--gepa-report", "report.json")
+    result.assert_outcomes(**outcome)
+    assert triage_project.artifact.read_bytes() == naive
+    # The cassette beside the artifact must keep answering for the artifact that stayed.
+    assert triage_project.cassette.read_bytes() == cassette
+    assert triage_project.artifact.with_name(REJECTED).exists()
+    result.stdout.fnmatch_lines(["*test_triage_prompt*compile*rejected*"])
+    target = json.loads((triage_project.root / "report.json").read_text())["targets"][0]
+    assert target["message"].startswith(f"the test {said} after gepa.gate; the candidate was not written"), target
 
 
 NO_GATE = '''

@@ -22,8 +22,15 @@ from pytest_gepa.artifact.model import (
     Provenance,
     Scores,
 )
-from pytest_gepa.errors import ArtifactError, LMError, OptimizerError
-from pytest_gepa.evaluate import MAX_LM_ERROR_SHARE, UNPARSEABLE_REPLY, Evaluation, evaluate
+from pytest_gepa.errors import ArtifactError, LMError, LMNotConfigured, OptimizerError
+from pytest_gepa.evaluate import (
+    MAX_LM_ERROR_SHARE,
+    NOT_CONFIGURED,
+    UNPARSEABLE_REPLY,
+    Evaluation,
+    evaluate,
+    not_configured_message,
+)
 from pytest_gepa.flows.gate import conclude, stale_reasons
 from pytest_gepa.flows.scoring import (
     GateFailure,
@@ -197,6 +204,9 @@ def _say_how_to_resume(ctx: BuildContext, target: Target, state: resume.RunState
 
 def _raise_if_lm_failed(ctx: BuildContext, target: Target, role: str) -> None:
     used = ctx.session.meter.since(target.usage_before)[role]
+    if used.failures and (used.first_error or "").startswith(NOT_CONFIGURED):
+        target.report.status = "error"
+        raise LMNotConfigured(not_configured_message(role, used.first_error or ""))
     if _failing(used):
         target.report.status = "lm error"
         raise LMError(f"{used.failures} of {used.calls} calls to {target.lms.describe(role)} failed (first error: "
@@ -306,14 +316,15 @@ def _pick_rival(ctx: BuildContext, target: Target, program: Any, devset: Sequenc
     return rival.program
 
 
-def finish(ctx: BuildContext, target: Target, *, test_failed: bool, caller: tuple[str, int] | None) -> None:
-    """At teardown: a candidate is written only now, and only when its test passed (own asserts too)."""
-    if test_failed or target.run is None:
+def finish(ctx: BuildContext, target: Target, *, test_outcome: str, caller: tuple[str, int] | None) -> None:
+    """At teardown: a candidate is written only now, and only when its test passed (own asserts too):
+    not when it failed, was skipped after the gate, or xfailed."""
+    if test_outcome != "passed" or target.run is None:
         if target.pending is not None:
             target.store.write_rejected(target.pending)
             target.report.status = "rejected"
-            target.report.message = (f"the test failed after gepa.gate; the candidate was not written and is saved "
-                                     f"for review at '{target.store.rejected_path}'")
+            target.report.message = (f"the test {_ended(test_outcome)} after gepa.gate; the candidate was not written "
+                                     f"and is saved for review at '{target.store.rejected_path}'")
         return
     if not target.gated:
         # A test that never called gepa.gate holds its candidate to the same rule on examples.test.
@@ -331,6 +342,11 @@ def finish(ctx: BuildContext, target: Target, *, test_failed: bool, caller: tupl
                 f"re-record it with `pytest --gepa-compile --gepa-record {ctx.nodeid}`")
         target.report.warnings.append(note)
         ctx.progress(f"  {target.name}: {note}")
+
+
+def _ended(outcome: str) -> str:
+    return {"skipped": "was skipped", "xfailed": "xfailed (its own check failed)",
+            "xpassed": "passed but is marked xfail"}.get(outcome, outcome)
 
 
 def build_artifact(ctx: BuildContext, target: Target, program: Any) -> Artifact:

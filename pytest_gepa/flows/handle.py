@@ -82,9 +82,13 @@ class GepaHandle:
                 return compile_flow.gate_candidate(self._ctx, target, program, devset, metric, thresholds, caller)
             return gate_flow.gate_artifact(self._ctx, target, program, devset, metric, thresholds, caller)
 
-    def finish(self, *, test_failed: bool) -> None:
-        """At teardown: write what a passed compile earned, save recorded cassettes (a failed gate's
-        calls are worth replaying too), and settle every target's usage."""
+    def finish(self, *, test_outcome: str) -> None:
+        """At teardown: write what a passed compile earned, save recorded cassettes, and settle every
+        target's usage. ``test_outcome`` is how the test's call ended ("passed", "failed",
+        "skipped", "xfailed", ...): only a passed test writes an artifact, or in compile mode the
+        cassette beside it (which must match the artifact); a failed gate's calls are worth
+        replaying, so a gate records whatever its outcome."""
+        passed = test_outcome == "passed"
         errors: list[BaseException] = []
         for target in self._targets.values():
             try:
@@ -92,13 +96,15 @@ class GepaHandle:
                     if self._ctx.settings.compile:
                         from pytest_gepa.flows import compile as compile_flow
 
-                        compile_flow.finish(self._ctx, target, test_failed=test_failed, caller=target.caller)
+                        compile_flow.finish(self._ctx, target, test_outcome=test_outcome, caller=target.caller)
                     elif target.report.status == "pending":
-                        target.report.status = "error" if test_failed else "loaded"
+                        target.report.status = "error" if test_outcome == "failed" else "loaded"
             except GepaError as error:
                 errors.append(error)
             finally:
-                if self._ctx.settings.record and target.cassette is not None and target.cassette.entries:
+                settings = self._ctx.settings
+                if (settings.record and target.cassette is not None and target.cassette.entries
+                        and (passed or not settings.compile)):
                     target.cassette.save()
                 self._settle_usage(target)
         if errors:

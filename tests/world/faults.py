@@ -15,6 +15,10 @@ Kinds (:data:`KINDS`):
 * ``hang``: no reply until ``hang_seconds`` have passed (or the plan is cleared), then the
   connection is dropped: past any sane client timeout, the client times out;
 * ``drop``: the connection is closed without a byte of reply;
+* ``context_window``: a 400 saying the prompt is longer than the model's context window (what
+  OpenAI sends: code ``context_length_exceeded``);
+* ``content_policy``: a 400 saying the prompt was refused by the provider's safety system (code
+  ``content_policy_violation``);
 * ``garbage``: a well-formed 200 completion whose content is in no adapter's format
   (``content`` overrides the text);
 * ``reply``: a well-formed 200 completion whose content is ``content``: a string, or a function of
@@ -36,7 +40,7 @@ from typing import Any
 from .engine import parse_prompt, render
 from .server import ChatRequest, HTTPReply, ScriptedServer
 
-KINDS = ("http_429", "http_500", "hang", "drop", "garbage", "reply")
+KINDS = ("http_429", "http_500", "context_window", "content_policy", "hang", "drop", "garbage", "reply")
 
 # Text a confused model might send: no `[[ ## field ## ]]` markers, no JSON object.
 GARBAGE = "I'm sorry, as a large language model I cannot categorize this ticket. Have a nice day!"
@@ -121,6 +125,13 @@ class FaultPlan:
         if self.kind == "http_500":
             headers = {} if self.retry_after is None else {"Retry-After": _seconds(self.retry_after)}
             return _error(500, f"The server had an error (scripted fault, {where}).", "server_error", headers)
+        if self.kind == "context_window":
+            return _error(400, f"This model's maximum context length is 8192 tokens. However, your messages resulted "
+                          f"in 9000 tokens (scripted fault, {where}).", "invalid_request_error", {},
+                          code="context_length_exceeded")
+        if self.kind == "content_policy":
+            return _error(400, f"Your request was rejected as a result of our safety system (scripted fault, {where}).",
+                          "invalid_request_error", {}, code="content_policy_violation")
         if self.kind == "hang":
             self._released.wait(self.hang_seconds)
             return HTTPReply(0, None, drop=True)
@@ -174,8 +185,8 @@ def answer_fields(**values: Any) -> Callable[[ChatRequest], str]:
     return reply
 
 
-def _error(status: int, message: str, kind: str, headers: dict[str, str]) -> HTTPReply:
-    return HTTPReply(status, {"error": {"message": message, "type": kind, "param": None, "code": None}}, headers)
+def _error(status: int, message: str, kind: str, headers: dict[str, str], code: str | None = None) -> HTTPReply:
+    return HTTPReply(status, {"error": {"message": message, "type": kind, "param": None, "code": code}}, headers)
 
 
 def _seconds(value: float) -> str:
