@@ -61,6 +61,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("gepa_max_cost", "stop a compile once its LM cost exceeds this many USD"),
     Option("gepa_samples", "score each devset example this many times (dspy's cache bypassed); its score is the mean",
            "1"),
+    Option("gepa_compile_samples", "draws per devset example a compile records for later gates (at least "
+           "gepa_samples)", "3", flag=False),
+    Option("gepa_max_samples", "most draws per devset example, on average, a gate spends deciding an inconclusive "
+           "verdict (default: 3 x gepa_samples)", flag=False),
     Option("gepa_strict", "an inconclusive verdict fails the test instead of warning", is_switch=True),
     Option("gepa_confidence", "confidence of the gate's intervals and tests, in (0.5, 1)", "0.95", flag=False),
     Option("gepa_min_score", "default min_score of gepa.gate, in [0, 1]", flag=False),
@@ -138,6 +142,8 @@ class Settings:
     samples: int = 1
     strict: bool = False
     confidence: float = 0.95
+    compile_samples: int = 3  # draws per example a compile records (never fewer than `samples`)
+    max_samples: int = 3  # a gate's budget of draws per example, on average, to decide an inconclusive verdict
 
     @property
     def compile(self) -> bool:
@@ -244,10 +250,15 @@ def resolve_settings(config: pytest.Config) -> Settings:
     report = _report_path(config)
     confidence = _number(config, "gepa_confidence", low=0.5, high=0.999, expected="a confidence between 0.5 and 0.999")
     samples = _number(config, "gepa_samples", low=1, high=100, integer=True, expected="a whole number from 1 to 100")
+    compile_samples = _number(config, "gepa_compile_samples", low=1, high=100, integer=True,
+                              expected="a whole number from 1 to 100")
+    max_samples = _number(config, "gepa_max_samples", low=1, high=1000, integer=True,
+                          expected="a whole number from 1 to 1000")
     threads = _number(config, "gepa_threads", low=1, integer=True, expected="a whole number of at least 1")
     retries = _number(config, "gepa_retries", low=0, integer=True, expected="a whole number of at least 0")
     seed = _number(config, "gepa_seed", integer=True, expected="a whole number")
     task_lms = _models(config)
+    gate_samples = int(samples) if samples is not None else 1
     return Settings(
         mode="compile" if _switch(config, "gepa_compile") else "gate",
         record=record,
@@ -273,9 +284,12 @@ def resolve_settings(config: pytest.Config) -> Settings:
         stop_at=_stop_at(config),
         patience=_optional_int(_number(config, "gepa_patience", low=1, integer=True,
                                        expected="a whole number of iterations, at least 1")),
-        samples=int(samples) if samples is not None else 1,
+        samples=gate_samples,
         strict=_switch(config, "gepa_strict"),
         confidence=confidence if confidence is not None else 0.95,
+        # Never fewer recorded draws than a gate makes; the budget is at least what the gate draws anyway.
+        compile_samples=max(int(compile_samples) if compile_samples is not None else 3, gate_samples),
+        max_samples=max(int(max_samples) if max_samples is not None else 3 * gate_samples, gate_samples),
     )
 
 
