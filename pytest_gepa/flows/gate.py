@@ -3,8 +3,7 @@ then score it on the devset and hold it to its thresholds, statistically (DESIGN
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_gepa.artifact import provenance, serializer
@@ -13,7 +12,7 @@ from pytest_gepa.artifact.paths import file_stem
 from pytest_gepa.artifact.store import ArtifactStore
 from pytest_gepa.data import example_id
 from pytest_gepa.errors import ArtifactError, StaleArtifactError
-from pytest_gepa.evaluate import Evaluation
+from pytest_gepa.evaluate import Evaluation, ExampleResult
 from pytest_gepa.flows.scoring import (
     GateFailure,
     GateResult,
@@ -25,9 +24,8 @@ from pytest_gepa.flows.scoring import (
 )
 from pytest_gepa.flows.target import BuildContext, Target
 from pytest_gepa.metrics import Metric, metric_fingerprint
-from pytest_gepa.verdict.conditional import plan_more_draws, second_stage_view, stage_levels
-from pytest_gepa.verdict.statistics import mean
-from pytest_gepa.verdict.thresholds import Verdict, decide, resolution_note
+from pytest_gepa.verdict.stages import decide_in_stages
+from pytest_gepa.verdict.thresholds import Verdict, resolution_note
 
 
 def load(ctx: BuildContext, target: Target, program: Any) -> Any:
@@ -171,40 +169,26 @@ def gate_artifact(ctx: BuildContext, target: Target, program: Any, devset: Seque
 def _decide_in_stages(ctx: BuildContext, target: Target, program: Any, devset: Sequence[Any], metric: Metric,
                       thresholds: Thresholds, evaluation: Evaluation, recorded: dict[str, float] | None,
                       recorded_draws: dict[str, list[float]] | None) -> tuple[Evaluation, Verdict]:
-    """Decide; when that is inconclusive and the budget allows, draw again and decide once more.
+    """``verdict.stages``: decide, and when inconclusive draw the examples short of full marks again."""
+    redrawn: dict[str, ExampleResult] = {}
 
-    The two looks split the test's level (``stage_levels``), so an unchanged artifact fails at
-    most 1 - confidence of the time over both. The second stage draws the examples that fell
-    short of full marks today, as many times as ``max_samples`` leaves, and judges them by their
-    new draws alone.
-    """
-    alpha = 1 - thresholds.confidence
-    n = len(evaluation.scored)
-    budget = (thresholds.max_samples - thresholds.samples) * n
-    first, second = stage_levels(alpha, staged=budget > 0)
+    def draw_more(plan: Mapping[str, int]) -> dict[str, list[float]]:
+        each = next(iter(plan.values()))
+        again = [example for example in devset if example_id(example) in plan]
+        ctx.progress(f"  {target.name}: inconclusive; drawing {len(again)} examples {each} more times each "
+                     f"(gepa_max_samples {thresholds.max_samples})")
+        more = score(ctx, target, program, again, metric, samples=each, first_draw=thresholds.samples)
+        redrawn.update({r.id: r for r in more.scored})
+        return more.draws
 
-    def judge(scored: Evaluation, draws: dict[str, list[float]], level: float) -> Verdict:
-        return decide({eid: mean(d) for eid, d in draws.items()}, min_score=thresholds.min_score,
-                      max_drop=thresholds.max_drop, recorded=recorded, confidence=thresholds.confidence,
-                      samples=thresholds.samples, feedback=scored.feedback, per_example_variances=scored.variances,
-                      now_draws=draws, recorded_draws=recorded_draws, level=level)
-
-    verdict = judge(evaluation, evaluation.draws, first)
-    plan = plan_more_draws(evaluation.draws, budget) if verdict.status == "inconclusive" and budget > 0 else {}
-    if not plan:
-        return evaluation, verdict
-    each = next(iter(plan.values()))
-    again = [example for example in devset if example_id(example) in plan]
-    ctx.progress(f"  {target.name}: inconclusive; drawing {len(again)} examples {each} more times each "
-                 f"(gepa_max_samples {thresholds.max_samples})")
-    more = score(ctx, target, program, again, metric, samples=each, first_draw=thresholds.samples)
-    redrawn = {r.id: r for r in more.scored}
-    merged = Evaluation(tuple(redrawn.get(r.id, r) for r in evaluation.results), evaluation.samples)
-    verdict = judge(merged, second_stage_view(evaluation.draws, more.draws), second)
-    spent = sum(len(d) for d in evaluation.draws.values()) + sum(len(d) for d in more.draws.values())
-    said = (f"{spent} draws spent on {n} examples: {len(again)} drawn {each} more times after a first look "
-            f"at level {first:.3g}, decided at level {second:.3g}")
-    return merged, replace(verdict, notes=(*verdict.notes, said), draws=spent)
+    staged = decide_in_stages(evaluation.draws, draw_more, min_score=thresholds.min_score,
+                              max_drop=thresholds.max_drop, recorded=recorded, recorded_draws=recorded_draws,
+                              confidence=thresholds.confidence, samples=thresholds.samples,
+                              max_samples=thresholds.max_samples, feedback=evaluation.feedback)
+    if not redrawn:
+        return evaluation, staged.verdict
+    # The reports show each example as the deciding look judged it.
+    return Evaluation(tuple(redrawn.get(r.id, r) for r in evaluation.results), evaluation.samples), staged.verdict
 
 
 def transfer_note(ctx: BuildContext, target: Target) -> str:
