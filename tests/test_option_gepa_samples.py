@@ -136,3 +136,24 @@ def test_a_drop_the_budget_cannot_resolve_is_inconclusive_and_strict_fails_it(sm
     strict = small_project.run("--gepa-strict", "-o", "gepa_max_samples=1")
     strict.assert_outcomes(failed=1)
     strict.stdout.fnmatch_lines(["GateFailure: *inconclusive gate: *", "--gepa-strict makes an inconclusive verdict fail."])
+
+
+@pytest.fixture
+def small_noisy_project(triage_project: TriageProject, monkeypatch: pytest.MonkeyPatch) -> TriageProject:
+    """20 devset examples on the noisy world (seed 0), compiled with the default 3 recorded draws."""
+    write_split_triage_data(triage_project.data, n=80)
+    triage_project.write_test(min_score=0.5, max_drop=0.05)
+    monkeypatch.setenv("GEPA_TEST_NOISE", NOISY.format(seed=0))
+    triage_project.compile("-W", "ignore::pytest_gepa.errors.GepaWarning").assert_outcomes(passed=1)
+    return triage_project
+
+
+def test_twenty_noisy_examples_fail_a_real_regression_and_pass_an_unchanged_artifact(
+        small_noisy_project: TriageProject, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With examples as the unit, 20 examples could not fail drops up to 0.15 at all (RESULTS.md before).
+    devset = json.loads(small_noisy_project.artifact.read_text())["scores"]["devset"]
+    assert devset["n"] == 20 and {len(d) for d in devset["draws"].values()} == {3}
+    regressed = [gate(small_noisy_project, monkeypatch, REGRESSED.format(seed=seed)) for seed in RERUNS]
+    unchanged = [gate(small_noisy_project, monkeypatch, NOISY.format(seed=seed)) for seed in RERUNS]
+    once = [gate(small_noisy_project, monkeypatch, NOISY.format(seed=seed), "--gepa-samples", "1") for seed in RERUNS]
+    assert (regressed, unchanged, once) == (["failed"] * 5, ["passed"] * 5, ["passed"] * 5)

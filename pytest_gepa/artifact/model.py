@@ -26,7 +26,7 @@ class DevsetScores(_Strict):
     confidence: float = 0.95
     resolution: float | None = None  # the smallest drop this devset detects at `confidence`, 80% power
     # Every draw of every example (a compile records them after deciding to promote, never the draws
-    # that picked the winner); absent in artifacts written before 0.x, which gate examples-as-unit.
+    # that picked the winner); absent in older artifacts, which gate examples-as-unit.
     draws: dict[str, list[float]] | None = None
 
 
