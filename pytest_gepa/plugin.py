@@ -180,26 +180,38 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any],
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Write ``--gepa-report`` once, on the controller, after every worker's reports arrived."""
+    """Write ``--gepa-report``, and append the job summary where ``GITHUB_STEP_SUMMARY`` is set, once,
+    on the controller, after every worker's reports arrived."""
     config = session.config
     gepa_session = _session(config)
-    if gepa_session is None or gepa_session.settings.report is None or hasattr(config, "workerinput"):
+    if gepa_session is None or hasattr(config, "workerinput"):
+        return
+    import os
+
+    summary = os.environ.get("GITHUB_STEP_SUMMARY", "").strip()
+    if gepa_session.settings.report is None and not (summary and gepa_session.reports):
         return
     import datetime
     import sys
 
     from pytest_gepa import __version__
-    from pytest_gepa.report.files import write_report
 
-    problem = write_report(gepa_session.settings.report, gepa_session.sorted_reports(), meta={
+    reports = gepa_session.sorted_reports()
+    meta = {
         "mode": gepa_session.settings.mode,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "pytest_gepa": __version__,
         "dspy": getattr(sys.modules.get("dspy"), "__version__", None),
         "exitstatus": int(exitstatus),
-    })
-    if problem:
-        gepa_session.report_problem = problem
+    }
+    if gepa_session.settings.report is not None:
+        from pytest_gepa.report.files import write_report
+
+        gepa_session.report_problem = write_report(gepa_session.settings.report, reports, meta=meta)
+    if summary and reports:
+        from pytest_gepa.report.summary import append_job_summary
+
+        gepa_session.summary_problem = append_job_summary(Path(summary), reports, meta=meta)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -215,6 +227,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(line)
     if session.report_problem:
         terminalreporter.write_line(f"--gepa-report was not written: {session.report_problem}", yellow=True)
+    if session.summary_problem:
+        terminalreporter.write_line(f"the job summary was not written: {session.summary_problem}", yellow=True)
     if config.option.maxfail or config.getoption("lf", False):
         return  # a run cut short says nothing about which targets still exist
     unused = session.unused_files()

@@ -42,6 +42,7 @@ class GepaSession:
     # In a model matrix: each collected test's model (its files are <name>@<model-slug>.*).
     models: dict[str, str] = field(default_factory=dict)
     report_problem: str | None = None  # why --gepa-report could not be written
+    summary_problem: str | None = None  # why the $GITHUB_STEP_SUMMARY job summary could not be written
     # pytest's cache (None under -p no:cacheprovider): where compile state is kept, out of git.
     cache: pytest.Cache | None = None
     notes: set[str] = field(default_factory=set)
@@ -156,7 +157,9 @@ class GepaSession:
     def sorted_reports(self) -> list[TargetReport]:
         """In node-id order, so the summary and the report read the same with or without xdist; a
         matrix target's models next to each other, by model name."""
-        return sorted(self.reports, key=lambda r: (r.matrix_target or r.nodeid, r.model or "", r.nodeid, r.name))
+        from pytest_gepa.report.model import report_order
+
+        return sorted(self.reports, key=report_order)
 
 
 def _claim_across_workers(claims_dir: Path, key: Path, nodeid: str) -> str:

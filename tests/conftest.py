@@ -35,7 +35,9 @@ import pytest_gepa.flows.compile  # noqa: E402
 import pytest_gepa.flows.handle  # noqa: E402
 import pytest_gepa.optimizer.keeper  # noqa: E402
 import pytest_gepa.optimizer.resume  # noqa: E402
+import pytest_gepa.report.artifact_diff  # noqa: E402
 import pytest_gepa.report.files  # noqa: E402
+import pytest_gepa.report.summary  # noqa: E402
 import pytest_gepa.report.terminal  # noqa: E402
 import pytest_gepa.role_lms  # noqa: E402
 import pytest_gepa.rubric.agreement  # noqa: E402
@@ -161,6 +163,13 @@ class TriageProject:
 
     def compile(self, *args: str) -> pytest.RunResult:
         return self.run("--gepa-compile", "--gepa-budget", "light", *args)
+
+
+@pytest.fixture(autouse=True)
+def _no_job_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where this suite itself runs in GitHub Actions, its pytester runs must not append their summaries
+    to the job's own; the tests of the job summary set GITHUB_STEP_SUMMARY themselves."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
 
 
 @pytest.fixture

@@ -1,10 +1,12 @@
 """``--gepa-report PATH``: the run's gepa results as a file, chosen by suffix.
 
 ``.md``
-    For a CI job summary (``cat report.md >> "$GITHUB_STEP_SUMMARY"``): a table of targets, each
-    target's verdict (status, scored of total, samples, paired drop and interval, resolution), the
-    regressed examples with their inputs, output and feedback, the failed targets' messages, and
-    the command to run next.
+    For a CI job summary and a pull-request comment (``markdown.py``; the plugin appends it to
+    ``$GITHUB_STEP_SUMMARY`` itself when that is set): regressions first, each with its reason and,
+    folded, its message and regressed examples (inputs, output, feedback); then other failures, a
+    table of targets, the model matrix, the command to run next, and each target's verdict in
+    words (status, scored of total, samples, paired drop and interval, resolution), folded. Cut
+    block by block, with a note, to 65,536 characters.
 ``.html``
     One self-contained page (no scripts, no external assets; ``templates/report.html.j2``): per
     target the verdict, a line diff of every predictor's instructions (a gate: as compiled), the
@@ -22,7 +24,11 @@ JSON fields (schema ``pytest-gepa-report/1``)::
       created        when the report was written, ISO 8601
       pytest_gepa    pytest-gepa's version
       dspy           dspy's version, or null when dspy was never imported
-      exitstatus     pytest's exit status (0 all passed, 1 tests failed, ...)
+      exitstatus     pytest's exit status (0 all passed, 1 tests failed, ...); of a merge, the
+                     worst of its reports' (a report of no tests, 5, counts only when all are)
+      merged_from    only in a report written by ``pytest-gepa merge``: one object per report
+                     it read, {"path", "meta", "targets" (its number of targets)}, in the order
+                     given; any other top-level key of that report is kept there too
     targets          one object per target, in the order of the terminal summary:
       nodeid         the test's node id, e.g. "tests/test_qa.py::test_answer"
       name           the target's name within its test
@@ -82,54 +88,45 @@ JSON fields (schema ``pytest-gepa-report/1``)::
       tokens         {"task", "reflection", "judge"}: tokens summed over targets
       cost_usd       summed cost, or null when any target that called an LM has an unknown cost
 
-Each element of ``targets`` loads back with ``TargetReport.from_dict``.
+Each element of ``targets`` loads back with ``TargetReport.from_dict``. The Markdown and HTML are
+drawn from nothing but these fields, so ``pytest-gepa merge`` renders them again from JSON alone.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pytest_gepa import _io
-from pytest_gepa.errors import describe_error, one_line
+from pytest_gepa.errors import describe_error
 from pytest_gepa.report import page
-from pytest_gepa.report.model import (
-    OK_STATUSES,
-    REGRESSED_STATUSES,
-    ROLES,
-    TargetReport,
-    example_kind,
-    fields,
-    label,
-    lost_examples,
-    model_matrix,
-    num,
-    ordered_examples,
-    verdict_facts,
-)
-from pytest_gepa.report.terminal import CALLS_LEGEND, cells, header, next_steps, split_command
+from pytest_gepa.report.markdown import render_markdown
+from pytest_gepa.report.model import TargetReport, totals
+
+__all__ = ["SCHEMA", "render_html", "render_json", "render_markdown", "totals", "write_report"]
 
 SCHEMA = "pytest-gepa-report/1"
-MD_EXAMPLES = 10  # regressed examples per target in the job summary; the HTML and JSON hold them all
-MD_TEXT = 80  # characters of an input, output or feedback in a Markdown cell
 
 
-def write_report(path: Path, reports: Sequence[TargetReport], *, meta: dict[str, Any]) -> str | None:
+def write_report(path: Path, reports: Sequence[TargetReport], *, meta: dict[str, Any],
+                 raw_targets: Sequence[dict[str, Any]] | None = None) -> str | None:
     """Write the report in the format its suffix names, atomically (readers see the old file or the new one).
 
     Returns ``None`` when written, or, when the file cannot be written (``OSError``, a lock held
     too long), a one-line message naming the path, the error and the fix, for the plugin to show
     as a warning: a report that cannot be written must never lose the summary or change the exit
     status. An unknown suffix raises ``ValueError`` (settings reject it first, as a usage error).
+    ``raw_targets`` (``pytest-gepa merge``): the JSON rows as read, one per report, so a field this
+    version does not know survives into the merged JSON.
     """
     render = _RENDERERS.get(path.suffix.lower())
     if render is None:
         raise ValueError(f"--gepa-report {str(path)!r}: expected a path ending in {', '.join(_RENDERERS)}")
-    text = render(reports, meta=meta)
+    text = render_json(reports, meta=meta, raw_targets=raw_targets) if render is render_json else render(
+        reports, meta=meta)
     try:
         _io.atomic_write(path, text)
     except OSError as error:
@@ -141,46 +138,15 @@ def write_report(path: Path, reports: Sequence[TargetReport], *, meta: dict[str,
 # -- JSON ------------------------------------------------------------------------------------
 
 
-def render_json(reports: Sequence[TargetReport], *, meta: dict[str, Any]) -> str:
+def render_json(reports: Sequence[TargetReport], *, meta: dict[str, Any],
+                raw_targets: Sequence[dict[str, Any]] | None = None) -> str:
     document = {
         "schema": SCHEMA,
         "meta": dict(meta),
-        "targets": [report.to_dict() for report in reports],
+        "targets": list(raw_targets) if raw_targets is not None else [report.to_dict() for report in reports],
         "totals": totals(reports),
     }
     return json.dumps(_finite(document), sort_keys=True, indent=2, ensure_ascii=False, default=str) + "\n"
-
-
-def totals(reports: Sequence[TargetReport]) -> dict[str, Any]:
-    """The run added up: target counts, LM calls and tokens by role, and the cost when every price is known."""
-    by_status: dict[str, int] = {}
-    for report in reports:
-        by_status[report.status] = by_status.get(report.status, 0) + 1
-    lm_calls = _sum_roles(report.lm_calls for report in reports)
-    tokens = _sum_roles(report.tokens for report in reports)
-    spending = [report for report in reports if any(report.lm_calls.values())]
-    if spending and all(report.cost_usd is not None for report in spending):
-        cost: float | None = sum(report.cost_usd or 0.0 for report in reports)
-    else:
-        cost = None
-    passed = sum(by_status.get(status, 0) for status in OK_STATUSES)
-    return {
-        "targets": len(reports),
-        "passed": passed,
-        "failed": len(reports) - passed - by_status.get("pending", 0),
-        "by_status": by_status,
-        "lm_calls": lm_calls,
-        "tokens": tokens,
-        "cost_usd": cost,
-    }
-
-
-def _sum_roles(per_target: Iterable[dict[str, int]]) -> dict[str, int]:
-    summed = dict.fromkeys(ROLES, 0)
-    for counts in per_target:
-        for role, value in counts.items():
-            summed[role] = summed.get(role, 0) + int(value)
-    return summed
 
 
 def _finite(value: Any) -> Any:
@@ -192,122 +158,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(item) for item in value]
     return value
-
-
-# -- Markdown --------------------------------------------------------------------------------
-
-# Only what could start markup inside a line: emphasis, code, links, table cells, tags and entities.
-_MD_SPECIAL = re.compile(r"[\\`*_\[\]|~]|<(?=[A-Za-z/!?])|&(?=[#A-Za-z])")
-
-
-def _md_text(text: str, limit: int | None = None) -> str:
-    """Plain text in Markdown, on one line: characters that could start markup are backslash-escaped."""
-    return _MD_SPECIAL.sub(lambda match: "\\" + match.group(), one_line(text, limit))
-
-
-def _md_code(text: str, *, in_table: bool) -> str:
-    """An inline code span. In a table ``|`` is escaped even here: GitHub splits cells before reading spans."""
-    text = one_line(text)
-    if in_table:
-        text = text.replace("|", "\\|")
-    fence = "`" * (_longest_run(text, "`") + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
-def _longest_run(text: str, char: str) -> int:
-    longest = run = 0
-    for c in text:
-        run = run + 1 if c == char else 0
-        longest = max(longest, run)
-    return longest
-
-
-def _md_fields(value: Any) -> str:
-    return "; ".join(f"{name}: {text}" if name else text for name, text in fields(value))
-
-
-def render_markdown(reports: Sequence[TargetReport], *, meta: dict[str, Any]) -> str:
-    lines = ["## pytest-gepa", "", _md_text(page.meta_line(meta)), ""]
-    lines.append("| " + " | ".join(header(reports)) + " |")
-    lines.append("|" + "|".join(("---", "---", "---:", "---", "---:", "---:", "---:", "---:", "---")) + "|")
-    for report in reports:
-        row_cells = cells(report)
-        status = _md_text(row_cells[-1])
-        if report.status not in OK_STATUSES:
-            status = f"**{status}**"
-        row = (_md_code(row_cells[0], in_table=True), *(_md_text(cell) for cell in row_cells[1:-1]), status)
-        lines.append("| " + " | ".join(row) + " |")
-    summed = totals(reports)
-    lines += ["", f"{summed['passed']} of {summed['targets']} targets passed; "
-              f"{CALLS_LEGEND[:-1]}; total cost {num(summed['cost_usd'], '${:.4f}')}."]
-    lines += _md_matrix(reports)
-    lines += _md_verdicts(reports)
-    lines += _md_regressed_examples(reports)
-    regressed = [report for report in reports if report.status in REGRESSED_STATUSES]
-    if regressed:
-        lines += ["", "### Regressions"]
-        for report in regressed:
-            lines += ["", f"**{_md_code(label(report), in_table=False)}** {_md_text(report.status)}"]
-            if report.message:
-                fence = "`" * max(3, _longest_run(report.message, "`") + 1)
-                lines += ["", fence + "text", report.message, fence]
-    steps = next_steps(reports)
-    if steps:
-        lines += ["", "### Next steps", ""]
-        for step in steps:
-            prose, command = split_command(step)
-            lines.append(f"- {_md_text(prose)}" + (f" {_md_code(command, in_table=False)}" if command else ""))
-    return "\n".join(lines) + "\n"
-
-
-def _md_matrix(reports: Sequence[TargetReport]) -> list[str]:
-    """Targets as rows, task models as columns: each cell the score and status on that model."""
-    models, rows = model_matrix(reports)
-    if not rows:
-        return []
-    lines = ["", "### Model matrix", "", "| target | " + " | ".join(_md_code(m, in_table=True) for m in models) + " |",
-             "|---|" + "---|" * len(models)]
-    for target, row in rows:
-        texts = ["-" if cell is None else _md_text(cell.text) for cell in row]
-        lines.append(f"| {_md_code(target, in_table=True)} | " + " | ".join(texts) + " |")
-    return lines
-
-
-def _md_verdicts(reports: Sequence[TargetReport]) -> list[str]:
-    """One line per target with its verdict in words, then its warnings and the examples it lost."""
-    lines = ["", "### Verdicts", ""]
-    for report in reports:
-        facts = "; ".join(f"{name} {value}" for name, value in verdict_facts(report))
-        lines.append(f"- {_md_code(label(report), in_table=False)}: {_md_text(facts)}")
-        lines += [f"  - {_md_text(warning)}" for warning in report.warnings]
-        for row in lost_examples(report)[:MD_EXAMPLES]:
-            lines.append(f"  - not scored: {_md_code(row['id'], in_table=False)} {_md_text(row['error'], 200)}")
-    return lines
-
-
-def _md_regressed_examples(reports: Sequence[TargetReport]) -> list[str]:
-    """Per target, the examples that scored below their recording: what went in, what came out, why."""
-    lines: list[str] = []
-    for report in reports:
-        regressed = [row for row in ordered_examples(report.per_example) if example_kind(row) == "regressed"]
-        if not regressed:
-            continue
-        if not lines:
-            lines += ["", "### Regressed examples"]
-        lines += ["", f"{_md_code(label(report), in_table=False)}: {len(regressed)} example(s) scored below "
-                  "their recording", "", "| id | recorded → now | inputs | output | feedback |",
-                  "|---|---:|---|---|---|"]
-        for row in regressed[:MD_EXAMPLES]:
-            lines.append("| " + " | ".join((
-                _md_code(str(row.get("id", "")), in_table=True),
-                f"{num(row['recorded'], '{:.2f}')} → {num(row['score'], '{:.2f}')}",
-                _md_text(_md_fields(row.get("inputs")), MD_TEXT), _md_text(_md_fields(row.get("output")), MD_TEXT),
-                _md_text(str(row.get("feedback") or row.get("error") or ""), MD_TEXT),
-            )) + " |")
-        if len(regressed) > MD_EXAMPLES:
-            lines.append(f"\n... and {len(regressed) - MD_EXAMPLES} more in the JSON or HTML report.")
-    return lines
 
 
 # -- HTML ------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeGuard
 
@@ -87,6 +87,44 @@ class TargetReport:
                 data[key] = tuple(data[key])
         data["trajectory"] = [tuple(point) for point in data.get("trajectory", [])]
         return cls(**data)
+
+
+def totals(reports: Sequence[TargetReport]) -> dict[str, Any]:
+    """The run added up: target counts, LM calls and tokens by role, and the cost when every price is known."""
+    by_status: dict[str, int] = {}
+    for report in reports:
+        by_status[report.status] = by_status.get(report.status, 0) + 1
+    lm_calls = _sum_roles(report.lm_calls for report in reports)
+    tokens = _sum_roles(report.tokens for report in reports)
+    spending = [report for report in reports if any(report.lm_calls.values())]
+    if spending and all(report.cost_usd is not None for report in spending):
+        cost: float | None = sum(report.cost_usd or 0.0 for report in reports)
+    else:
+        cost = None
+    passed = sum(by_status.get(status, 0) for status in OK_STATUSES)
+    return {
+        "targets": len(reports),
+        "passed": passed,
+        "failed": len(reports) - passed - by_status.get("pending", 0),
+        "by_status": by_status,
+        "lm_calls": lm_calls,
+        "tokens": tokens,
+        "cost_usd": cost,
+    }
+
+
+def _sum_roles(per_target: Iterable[dict[str, int]]) -> dict[str, int]:
+    summed = dict.fromkeys(ROLES, 0)
+    for counts in per_target:
+        for role, value in counts.items():
+            summed[role] = summed.get(role, 0) + int(value)
+    return summed
+
+
+def report_order(report: TargetReport) -> tuple[str, str, str, str]:
+    """The order of rows in every view: by node id, a matrix target's models next to each other by
+    model name; the same with or without xdist, and for a merge of shards as for one run."""
+    return (report.matrix_target or report.nodeid, report.model or "", report.nodeid, report.name)
 
 
 # -- wording every view shares ------------------------------------------------------------------
@@ -247,9 +285,13 @@ def field_text(value: Any) -> str:
 
 
 def fields(value: Any) -> list[tuple[str, str]]:
-    """An example's ``inputs`` or ``output`` as (field, text) pairs; a bare value has the field ``""``."""
+    """An example's ``inputs`` or ``output`` as (field, text) pairs; a bare value has the field ``""``.
+
+    By field name, as the JSON report stores them (sorted keys), so a view drawn from the JSON (a
+    merge) reads exactly as the run's own.
+    """
     if value is None:
         return []
     if isinstance(value, dict):
-        return [(str(name), field_text(item)) for name, item in value.items()]
+        return [(str(name), field_text(value[name])) for name in sorted(value, key=str)]
     return [("", field_text(value))]

@@ -73,8 +73,10 @@ def meta_line(meta: dict[str, Any]) -> str:
     versions = f"pytest-gepa {meta.get('pytest_gepa') or '?'}"
     if meta.get("dspy"):
         versions += f", dspy {meta['dspy']}"
+    merged = meta.get("merged_from")
+    source = f", merged from {len(merged)} reports" if isinstance(merged, list) else ""
     return (f"mode {meta.get('mode', '?')}, exit status {meta.get('exitstatus', '?')}, "
-            f"{versions}, written {meta.get('created', '?')}")
+            f"{versions}, written {meta.get('created', '?')}{source}")
 
 
 def status_class(status: str) -> str:
