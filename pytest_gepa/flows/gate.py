@@ -181,7 +181,9 @@ def _decide_in_stages(ctx: BuildContext, target: Target, program: Any, devset: S
         redrawn.update({r.id: r for r in more.scored})
         return more.draws
 
-    staged = decide_in_stages(evaluation.draws, draw_more, min_score=thresholds.min_score,
+    # A replayed gate can answer only the calls a recording holds: it takes one look, at the full level.
+    staged = decide_in_stages(evaluation.draws, None if ctx.settings.replay else draw_more,
+                              min_score=thresholds.min_score,
                               max_drop=thresholds.max_drop, recorded=recorded, recorded_draws=recorded_draws,
                               confidence=thresholds.confidence, samples=thresholds.samples,
                               max_samples=thresholds.max_samples, feedback=evaluation.feedback)
