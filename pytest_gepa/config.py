@@ -63,6 +63,8 @@ OPTIONS: tuple[Option, ...] = (
            "1"),
     Option("gepa_compile_samples", "draws per devset example a compile records for later gates (at least "
            "gepa_samples)", "3", flag=False),
+    Option("gepa_max_samples", "most draws per devset example, on average, a gate spends deciding an inconclusive "
+           "verdict (default: 3 x gepa_samples)", flag=False),
     Option("gepa_strict", "an inconclusive verdict fails the test instead of warning", is_switch=True),
     Option("gepa_confidence", "confidence of the gate's intervals and tests, in (0.5, 1)", "0.95", flag=False),
     Option("gepa_min_score", "default min_score of gepa.gate, in [0, 1]", flag=False),
@@ -140,6 +142,7 @@ class Settings(NamedTuple):
     strict: bool = False
     confidence: float = 0.95
     compile_samples: int = 3  # draws per example a compile records (never fewer than `samples`)
+    max_samples: int = 3  # a gate's budget of draws per example, on average, to decide an inconclusive verdict
 
     @property
     def compile(self) -> bool:
@@ -257,6 +260,8 @@ def resolve_settings(config: pytest.Config) -> Settings:
     samples = _number(config, "gepa_samples", low=1, high=100, integer=True, expected="a whole number from 1 to 100")
     compile_samples = _number(config, "gepa_compile_samples", low=1, high=100, integer=True,
                               expected="a whole number from 1 to 100")
+    max_samples = _number(config, "gepa_max_samples", low=1, high=1000, integer=True,
+                          expected="a whole number from 1 to 1000")
     threads = _number(config, "gepa_threads", low=1, integer=True, expected="a whole number of at least 1")
     retries = _number(config, "gepa_retries", low=0, integer=True, expected="a whole number of at least 0")
     seed = _number(config, "gepa_seed", integer=True, expected="a whole number")
@@ -290,8 +295,9 @@ def resolve_settings(config: pytest.Config) -> Settings:
         samples=gate_samples,
         strict=_switch(config, "gepa_strict"),
         confidence=confidence if confidence is not None else 0.95,
-        # Never fewer recorded draws than a gate makes.
+        # Never fewer recorded draws than a gate makes; the budget is at least what the gate draws anyway.
         compile_samples=max(int(compile_samples) if compile_samples is not None else 3, gate_samples),
+        max_samples=max(int(max_samples) if max_samples is not None else 3 * gate_samples, gate_samples),
     )
 
 

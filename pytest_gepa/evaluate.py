@@ -63,6 +63,7 @@ class ExampleResult:
     output: dict[str, Any] = field(default_factory=dict)
     samples: int = 1
     variance: float | None = None  # call-to-call variance of one draw, known with samples >= 2
+    draws: tuple[float, ...] = ()  # every draw's score, in order: what a compile records and a gate tests
 
     @property
     def crashed(self) -> bool:
@@ -100,6 +101,11 @@ class Evaluation:
     @property
     def feedback(self) -> dict[str, str]:
         return {r.id: r.feedback for r in self.scored}
+
+    @property
+    def draws(self) -> dict[str, list[float]]:
+        """Each scored example's draws, one score per sample."""
+        return {r.id: list(r.draws) for r in self.scored if r.score is not None}
 
     @property
     def variances(self) -> dict[str, float] | None:
@@ -220,13 +226,15 @@ def _draw(program: Any, example: Any, metric: Metric, lm: Any) -> ExampleResult:
     return ExampleResult(eid, result.score, result.feedback, inputs=inputs, output=output)
 
 
-def evaluate_one(program: Any, example: Any, metric: Metric, lm: Any, samples: int = 1) -> ExampleResult:
+def evaluate_one(program: Any, example: Any, metric: Metric, lm: Any, samples: int = 1,
+                 first_draw: int = 0) -> ExampleResult:
     """Run and score one example ``samples`` times; its score is the mean, its feedback the last draw's.
 
-    Repeats differ only in their LMs' ``rollout_id``, so they miss dspy's cache and make fresh calls.
+    Draw k (counted from ``first_draw``) differs only in its LMs' ``rollout_id``, so repeats miss
+    dspy's cache and make fresh calls, and draws numbered apart never share an answer.
     """
     draws = [_draw(program if k == 0 else _resampled(program, lm, k), example, metric, lm if k == 0
-                   else _rollout(lm, k)) for k in range(samples)]
+                   else _rollout(lm, k)) for k in range(first_draw, first_draw + samples)]
     failed = next((d for d in draws if d.error is not None), None)
     if failed is not None:
         return failed
@@ -234,7 +242,7 @@ def evaluate_one(program: Any, example: Any, metric: Metric, lm: Any, samples: i
     last = draws[-1]
     variance = statistics.variance(scores) if len(scores) > 1 else None
     return ExampleResult(last.id, mean(scores), last.feedback, inputs=last.inputs, output=last.output,
-                         samples=len(scores), variance=variance)
+                         samples=len(scores), variance=variance, draws=tuple(scores))
 
 
 def _rollout(lm: Any, k: int) -> Any:
@@ -255,15 +263,16 @@ def _resampled(program: Any, lm: Any, k: int) -> Any:
 
 
 def evaluate(program: Any, examples: Sequence[Any], metric: Metric, *, lm: Any, threads: int,
-             samples: int = 1) -> Evaluation:
+             samples: int = 1, first_draw: int = 0) -> Evaluation:
     """Score ``program`` on every example, ``samples`` draws each, up to ``threads`` examples at once."""
     samples = max(1, int(samples))
     if threads <= 1 or len(examples) <= 1:
-        return Evaluation(tuple(evaluate_one(program, ex, metric, lm, samples) for ex in examples), samples)
+        return Evaluation(tuple(evaluate_one(program, ex, metric, lm, samples, first_draw) for ex in examples),
+                          samples)
     # dspy keeps its settings in context variables: each worker thread runs in a copy of ours.
     context = contextvars.copy_context()
     with ThreadPoolExecutor(max_workers=min(threads, len(examples))) as pool:
-        futures = [pool.submit(context.copy().run, evaluate_one, program, ex, metric, lm, samples)
+        futures = [pool.submit(context.copy().run, evaluate_one, program, ex, metric, lm, samples, first_draw)
                    for ex in examples]
         return Evaluation(tuple(future.result() for future in futures), samples)
 

@@ -433,7 +433,7 @@ def test_task_lm_garbage_in_gate_is_a_scored_format_failure(project: TriageProje
     assert_no_crash(result)
     result.stdout.fnmatch_lines([
         "GateFailure: gepa gate failed for test_triage.py::test_triage_prompt [[]test_triage_prompt[]]:",
-        "score 0.000 (95% CI 0.00-0.28) is under min_score 0.850, and so is the interval's upper bound",
+        "score 0.000 is under min_score 0.850, and its one-sided * upper bound * is under it too",
         "*example(s) scored lower than when compiled:",
         "  - *: 1.00 -> 0.00: The LM's reply could not be parsed: AdapterParseError: *"
         + literal("LM Response: I'm sorry, as a large lan") + "*",

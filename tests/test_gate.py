@@ -41,9 +41,12 @@ def test_regressed_prompt_fails_with_score_ci_threshold_and_examples(compiled: T
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "GateFailure: gepa gate failed for test_triage.py::test_triage_prompt [[]test_triage_prompt[]]:",
-        "score 0.500 (95% CI 0.24-0.76) is under min_score 0.850, and so is the interval's upper bound",
+        "score 0.500 is under min_score 0.850, and its one-sided 97.5% upper bound 0.719 (conditioned on the devset: "
+        "the LM's call-to-call variance on these examples) is under it too",
         "score 0.500 is 0.500 under the score recorded in the artifact (1.000) on the 10 examples in both, more than "
-        "max_drop 0.030: paired drop 0.500 (90% CI 0.19 to 0.73; exact McNemar, one-sided p = 0.031 < 0.05, significant)",
+        "max_drop 0.030: paired drop 0.500 (on a new devset of this size, 90% CI 0.19 to 0.73; conditioned on these "
+        "examples, 5 of 10 varying, 30 recorded and 10 draws today: exact hypergeometric, one-sided p = 0.00098 < "
+        "0.025, significant)",
         "5 example(s) scored lower than when compiled:",
         "  - *: 1.00 -> 0.00: Predicted category '*' but expected '*'.",
     ])
@@ -150,7 +153,8 @@ def test_worse_candidate_is_kept_out_and_the_artifact_stays_byte_identical(compi
     result = compiled.compile("-o", "gepa_stop_at=0.6", "-W", "default")
     result.assert_outcomes(passed=1, warnings=1)
     result.stdout.fnmatch_lines([
-        "*kept the current artifact: candidate 0.* is under the current artifact 1.000 on the same 10 examples*",
+        "*kept the current artifact: candidate 0.* is under the current artifact 1.000 on the same 20 examples (val "
+        "and devset)*",
         "*test_triage_prompt*compile*kept*",
     ])
     assert compiled.artifact.read_bytes() == before
@@ -167,8 +171,9 @@ def test_a_candidate_missing_its_threshold_is_rejected_under_strict(compiled: Tr
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "GateFailure: test_triage.py::test_triage_prompt [[]test_triage_prompt[]]: inconclusive compile: score 0.700 "
-        "(95% CI 0.40-0.89) is under min_score 0.850, but the interval reaches it on 10 examples, so this is not "
-        "decided; about 36 examples would decide it",
+        "is under min_score 0.850, and its one-sided 95% upper bound 0.873 (examples as the unit: the call-to-call "
+        "variance is not observed) reaches it on 10 examples, so this is not decided; about 26 examples would "
+        "decide it*",
         "--gepa-strict makes an inconclusive verdict fail.",
     ])
     assert compiled.artifact.read_bytes() == before

@@ -10,6 +10,7 @@ from pytest_gepa.verdict.thresholds import (
     Comparison,
     Verdict,
     compare_candidate,
+    conditional_resolution,
     decide,
     devset_resolution,
     resolution_note,
@@ -22,6 +23,35 @@ def _ids(n: int) -> list[str]:
 
 def _scores(n: int, wrong: Collection[int] = ()) -> dict[str, float]:
     return {eid: 0.0 if i in wrong else 1.0 for i, eid in enumerate(_ids(n))}
+
+
+def test_four_examples_that_fell_fail_when_the_draws_are_recorded() -> None:
+    # The case: 3 of 3 right at compile, 0 of 1 today, on four of fifteen: p = 1/256.
+    recorded = _scores(15)
+    now = _scores(15, wrong={0, 1, 2, 3})
+    verdict = decide(now, min_score=None, max_drop=0.05, recorded=recorded,
+                     recorded_draws={eid: [v] * 3 for eid, v in recorded.items()},
+                     now_draws={eid: [v] for eid, v in now.items()})
+    assert verdict.status == "failed" and verdict.conditional is not None
+    assert verdict.conditional.p_value == 1 / 256
+    assert verdict.failures == (
+        "score 0.733 is 0.267 under the score recorded in the artifact (1.000) on the 15 examples in both, more "
+        "than max_drop 0.050: paired drop 0.267 (on a new devset of this size, 90% CI 0.06 to 0.48; conditioned "
+        "on these examples, 4 of 15 varying, 45 recorded and 15 draws today: exact hypergeometric, one-sided "
+        "p = 0.0039 < 0.05, significant)",)
+    assert verdict.notes == () and verdict.draws == 15
+    # The same scores without recorded draws: examples as the unit cannot resolve four falls (2^-4).
+    old = decide(now, min_score=None, max_drop=0.05, recorded=recorded)
+    assert old.status == "inconclusive" and "recompile to record draws" in old.notes[0]
+
+
+def test_a_conditional_miss_that_is_not_significant_is_inconclusive_and_names_more_draws() -> None:
+    verdict = decide({"a": 0.0, "b": 1.0}, min_score=None, max_drop=0.05, recorded={"a": 1.0, "b": 1.0},
+                     recorded_draws={"a": [1, 1, 1], "b": [1, 1, 1]}, now_draws={"a": [0], "b": [1]}, level=0.025)
+    assert verdict.status == "inconclusive"
+    assert verdict.doubts[0].endswith("exact hypergeometric, one-sided p = 0.25 >= 0.025), so this is not decided; "
+                                      "more draws per example would decide it (raise gepa_samples or "
+                                      "gepa_max_samples), or more examples")
 
 
 def test_a_significant_drop_over_max_drop_fails_with_the_paired_drop_and_its_interval() -> None:
@@ -81,23 +111,35 @@ def test_a_significant_drop_within_max_drop_passes() -> None:
     assert verdict.status == "passed" and verdict.explain().startswith("8 example(s) scored lower")
 
 
-def test_min_score_fails_only_when_the_upper_bound_is_under_it() -> None:
+def test_min_score_fails_only_when_the_one_sided_bound_is_under_it_and_says_which_bound() -> None:
     failed = decide(_scores(20, wrong=set(range(10))), min_score=0.85, max_drop=None, recorded=None)
     assert failed.failures == (
-        "score 0.500 (95% CI 0.30-0.70) is under min_score 0.850, and so is the interval's upper bound",)
-    assert failed.interval == pytest.approx((0.299, 0.701), abs=1e-3)
+        "score 0.500 is under min_score 0.850, and its one-sided 95% upper bound 0.673 (examples as the unit: the "
+        "call-to-call variance is not observed) is under it too",)
+    assert failed.interval == pytest.approx((0.299, 0.701), abs=1e-3)  # the population view, information only
     doubtful = decide(_scores(20, wrong={0, 1, 2}), min_score=0.9, max_drop=None, recorded=None)
     assert doubtful.status == "inconclusive"
     assert doubtful.doubts == (
-        "score 0.850 (95% CI 0.64-0.95) is under min_score 0.900, but the interval reaches it on 20 examples, "
-        "so this is not decided; about 196 examples would decide it",)
+        "score 0.850 is under min_score 0.900, and its one-sided 95% upper bound 0.938 (examples as the unit: the "
+        "call-to-call variance is not observed) reaches it on 20 examples, so this is not decided; about 138 "
+        "examples would decide it, or gepa_samples >= 2 (which observes the call-to-call variance)",)
     assert decide(_scores(20), min_score=0.9, max_drop=None, recorded=None).status == "passed"
+
+
+def test_min_score_conditioned_on_the_devset_fails_a_steady_miss_the_population_view_cannot() -> None:
+    # Three of twenty wrong on both draws: the model never varies, so 0.85 is this devset's score.
+    now = _scores(20, wrong={0, 1, 2})
+    draws = {eid: [score, score] for eid, score in now.items()}
+    verdict = decide(now, min_score=0.9, max_drop=None, recorded=None, now_draws=draws)
+    assert verdict.status == "failed" and verdict.conditioned and verdict.bound == pytest.approx(0.85)
+    assert verdict.failures[0].endswith("upper bound 0.850 (conditioned on the devset: the LM's call-to-call "
+                                        "variance on these examples) is under it too")
 
 
 def test_a_failure_outweighs_a_doubt() -> None:
     verdict = decide(_scores(20, wrong=set(range(6))), min_score=0.8, max_drop=0.05, recorded=_scores(20))
     assert verdict.status == "failed" and len(verdict.failures) == 1 and len(verdict.doubts) == 1
-    assert verdict.doubts[0].startswith("score 0.700 (95% CI 0.48-0.85) is under min_score 0.800, but")
+    assert verdict.doubts[0].startswith("score 0.700 is under min_score 0.800, and its one-sided 95% upper bound 0.836")
     assert verdict.doubts[0] not in verdict.explain()
 
 
@@ -138,15 +180,20 @@ def test_without_a_recording_there_is_no_drop() -> None:
 
 
 @pytest.mark.parametrize(("candidate_wrong", "current_wrong", "replace", "reason"), [
-    ({1}, {1, 2, 3}, True, "candidate 0.950 beats the current artifact 0.850 on the same 20 examples "
-                           "(paired drop -0.100, 90% CI -0.27 to 0.05)"),
+    (set(), {1, 2, 3, 4, 5}, True, "candidate 1.000 beats the current artifact 0.750 on the same 20 examples "
+                                   "(paired drop -0.250, 90% CI -0.43 to -0.08; exact McNemar, one-sided p = "
+                                   "0.031 that it is better < 0.05)"),
+    ({1}, {1, 2, 3}, False, "candidate 0.950 is over the current artifact 0.850 on the same 20 examples, but not "
+                            "significantly (paired drop -0.100, 90% CI -0.27 to 0.05; exact McNemar, one-sided "
+                            "p = 0.25 that it is better >= 0.05); the current one is kept"),
     ({1, 2}, {3, 4}, False, "candidate 0.900 ties the current artifact 0.900 on the same 20 examples; "
                             "a tie keeps the current one"),
     ({1, 2, 3}, {1}, False, "candidate 0.850 is under the current artifact 0.950 on the same 20 examples "
-                            "(paired drop 0.100, 90% CI -0.05 to 0.27); the current one is kept"),
+                            "(paired drop 0.100, 90% CI -0.05 to 0.27; exact McNemar, one-sided p = 1 that it "
+                            "is better); the current one is kept"),
 ])
-def test_compare_candidate_better_tie_worse(candidate_wrong: set[int], current_wrong: set[int], replace: bool,
-                                            reason: str) -> None:
+def test_compare_candidate_better_not_shown_better_tie_worse(candidate_wrong: set[int], current_wrong: set[int],
+                                                             replace: bool, reason: str) -> None:
     comparison = compare_candidate(_scores(20, candidate_wrong), _scores(20, current_wrong))
     assert isinstance(comparison, Comparison)
     assert (comparison.replace, comparison.reason, comparison.common) == (replace, reason, 20)
@@ -154,8 +201,19 @@ def test_compare_candidate_better_tie_worse(candidate_wrong: set[int], current_w
 
 def test_compare_candidate_counts_only_examples_scored_for_both() -> None:
     candidate = {**_scores(10), "extra": 0.0}
-    comparison = compare_candidate(candidate, _scores(10, wrong={0}))
+    comparison = compare_candidate(candidate, _scores(10, wrong={0, 1, 2, 3, 4}), where="val and devset")
     assert comparison.replace and comparison.common == 10 and comparison.candidate == 1.0
+    assert "on the same 10 examples (val and devset)" in comparison.reason
+
+
+def test_conditional_resolution_counts_the_falls_the_staged_test_detects() -> None:
+    # One example falling: 3/3 -> 0/1 is p = 1/4, but the second look's 8 more draws make it 1/165.
+    assert conditional_resolution(4, 0.05, recorded_draws=3, samples=1, max_samples=3) == (0.25, None)
+    smallest, note = conditional_resolution(20, 0.05, recorded_draws=3, samples=1, max_samples=1)
+    assert smallest == pytest.approx(3 / 20)  # one look at 0.05: (1/4)^3
+    assert note == ("this devset of 20 examples, each scored once against 3 recorded draws, resolves drops of 0.15 "
+                    "or more (3 examples falling); max_drop 0.05 is finer than that: raise gepa_samples or "
+                    "gepa_max_samples, or add examples")
 
 
 def test_resolution_note_warns_only_when_max_drop_is_finer_than_the_devset() -> None:

@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# 2: example ids by id column or inputs, per-example samples, resolution, the program's shape.
+# 2: example ids by id column or inputs, per-example samples, resolution, the program's shape; later
+# 2s add `scores.devset.draws` (optional, so every 2 still reads).
 SCHEMA_VERSION = 2
 
 
@@ -24,6 +25,9 @@ class DevsetScores(_Strict):
     samples: int = 1
     confidence: float = 0.95
     resolution: float | None = None  # the smallest drop this devset detects at `confidence`, 80% power
+    # Every draw of every example (a compile records them after deciding to promote, never the draws
+    # that picked the winner); absent in older artifacts, which gate examples-as-unit.
+    draws: dict[str, list[float]] | None = None
 
 
 class Scores(_Strict):

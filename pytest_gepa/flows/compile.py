@@ -32,6 +32,7 @@ from pytest_gepa.evaluate import (
     not_configured_message,
 )
 from pytest_gepa.flows.gate import conclude, stale_reasons
+from pytest_gepa.flows.promotion import beats_current
 from pytest_gepa.flows.scoring import (
     GateFailure,
     GateResult,
@@ -49,7 +50,8 @@ from pytest_gepa.optimizer import resume
 from pytest_gepa.optimizer.outcome import OptimizationRun
 from pytest_gepa.optimizer.run import NothingToReflectOn, run_optimizer
 from pytest_gepa.usage import ROLES, RoleCounter
-from pytest_gepa.verdict.thresholds import decide, devset_resolution
+from pytest_gepa.verdict.statistics import score_interval
+from pytest_gepa.verdict.thresholds import conditional_resolution, decide
 
 # An LM failing this often (after dspy's own retries) stops a compile early.
 MIN_FAILURES_TO_STOP = 3
@@ -228,9 +230,18 @@ def _explain_unreadable_task_replies(target: Target, program: Any) -> None:
         )
 
 
+# The draws a compile records are numbered from here: never the draws that decided, nor a gate's.
+RECORDED_DRAWS = 1000
+
+
 def gate_candidate(ctx: BuildContext, target: Target, program: Any, devset: Sequence[Any], metric: Metric,
                    thresholds: Thresholds, caller: tuple[str, int] | None) -> GateResult:
-    """Compile mode's ``gepa.gate``: hold the candidate to its thresholds and to the current artifact."""
+    """Compile mode's ``gepa.gate``: hold the candidate to its thresholds and to the current artifact.
+
+    The decision (thresholds, then "better than the current artifact") is made on one set of
+    draws; the draws the artifact records are fresh ones made after it (DESIGN.md "Verdicts"), so
+    a gate compares against what the candidate does, not against the lucky draws that promoted it.
+    """
     if target.rival is not None:
         program = _pick_rival(ctx, target, program, devset, metric, thresholds)
     evaluation = score(ctx, target, program, devset, metric, samples=thresholds.samples)
@@ -238,57 +249,42 @@ def gate_candidate(ctx: BuildContext, target: Target, program: Any, devset: Sequ
                      what="the unoptimized program")
     verdict = decide(evaluation.per_example, min_score=thresholds.min_score, max_drop=None, recorded=None,
                      confidence=thresholds.confidence, samples=thresholds.samples, feedback=evaluation.feedback,
-                     per_example_variances=evaluation.variances)
+                     per_example_variances=evaluation.variances, now_draws=evaluation.draws)
     record_evaluation(target, evaluation, None)
     record_verdict(target, verdict)
-    variances = evaluation.variances
-    target.report.resolution, note = devset_resolution(
-        list(evaluation.per_example.values()), thresholds.max_drop, samples=thresholds.samples,
-        confidence=thresholds.confidence, per_example_variances=list(variances.values()) if variances else None)
-    target.devset_scores = DevsetScores(
-        baseline=baseline.score, optimized=evaluation.score, ci=verdict.interval, n=len(evaluation.scored),
-        per_example=evaluation.per_example, samples=thresholds.samples, confidence=thresholds.confidence,
-        resolution=target.report.resolution,
-    )
+    target.devset_scores = _devset_scores(evaluation, baseline, thresholds, verdict.interval)
     candidate = build_artifact(ctx, target, program)
-    if note:
-        # Shown in the summary and every report, beside the thresholds it is about.
-        target.report.warnings.append(note)
     conclude(ctx, target, verdict, caller, what="compile")
     if verdict.status == "failed":
         target.store.write_rejected(candidate)
         kept = "The previous artifact is unchanged" if target.store.exists() else "No artifact was written"
         raise GateFailure(f"gepa compile of {ctx.nodeid} [{target.name}] rejected:\n{verdict.explain()}\n{kept}; "
                           f"the candidate is saved for review at '{target.store.rejected_path}'.")
-    if target.current_program is not None and not _beats_current(ctx, target, evaluation, candidate, devset,
-                                                                 metric, thresholds):
+    if target.current_program is not None and not beats_current(ctx, target, program, evaluation, candidate,
+                                                                devset, metric, thresholds):
         return gate_result(evaluation, verdict)
+    recorded = score(ctx, target, program, devset, metric, samples=thresholds.compile_samples,
+                     first_draw=RECORDED_DRAWS, what="the candidate (recording its draws)")
+    target.report.resolution, note = conditional_resolution(
+        len(recorded.scored), thresholds.max_drop, recorded_draws=thresholds.compile_samples,
+        samples=thresholds.samples, max_samples=thresholds.max_samples, confidence=thresholds.confidence)
+    target.devset_scores = _devset_scores(recorded, baseline, thresholds,
+                                          score_interval(list(recorded.per_example.values()), thresholds.confidence),
+                                          resolution=target.report.resolution)
+    candidate.scores.devset = target.devset_scores
+    if note:
+        # Shown in the summary and every report, beside the thresholds it is about.
+        target.report.warnings.append(note)
     target.pending = candidate
     return gate_result(evaluation, verdict)
 
 
-def _beats_current(ctx: BuildContext, target: Target, evaluation: Evaluation, candidate: Artifact,
-                   devset: Sequence[Any], metric: Metric, thresholds: Thresholds) -> bool:
-    """Score the current artifact in this run on the same examples; paired, a tie keeps it."""
-    from pytest_gepa.verdict.thresholds import compare_candidate
-
-    current = score(ctx, target, target.current_program, devset, metric, samples=thresholds.samples,
-                    what="the current artifact's program")
-    comparison = compare_candidate(evaluation.per_example, current.per_example, confidence=thresholds.confidence)
-    report = target.report
-    report.recorded = comparison.current
-    report.drop, report.drop_ci = comparison.drop.drop, comparison.drop.interval
-    if comparison.replace:
-        return True
-    candidate.scores.current = DevsetScores(
-        optimized=current.score, ci=comparison.drop.interval, n=len(current.scored), per_example=current.per_example,
-        samples=thresholds.samples, confidence=thresholds.confidence)
-    target.store.write_rejected(candidate)
-    report.status = "kept"
-    report.message = (f"{comparison.reason}; the current artifact is kept byte-identical and the candidate is saved "
-                      f"for review at '{target.store.rejected_path}'.")
-    ctx.progress(f"  {target.name}: kept the current artifact: {comparison.reason}")
-    return False
+def _devset_scores(evaluation: Evaluation, baseline: Evaluation, thresholds: Thresholds, ci: tuple[float, float],
+                   resolution: float | None = None) -> DevsetScores:
+    return DevsetScores(
+        baseline=baseline.score, optimized=evaluation.score, ci=ci, n=len(evaluation.scored),
+        per_example=evaluation.per_example, samples=evaluation.samples, confidence=thresholds.confidence,
+        resolution=resolution, draws=evaluation.draws)
 
 
 def _pick_rival(ctx: BuildContext, target: Target, program: Any, devset: Sequence[Any], metric: Metric,

@@ -3,14 +3,16 @@ then score it on the devset and hold it to its thresholds, statistically (DESIGN
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pytest_gepa.artifact import provenance, serializer
 from pytest_gepa.artifact.model import Artifact
 from pytest_gepa.artifact.paths import file_stem
 from pytest_gepa.artifact.store import ArtifactStore
+from pytest_gepa.data import example_id
 from pytest_gepa.errors import ArtifactError, StaleArtifactError
+from pytest_gepa.evaluate import Evaluation, ExampleResult
 from pytest_gepa.flows.scoring import (
     GateFailure,
     GateResult,
@@ -22,7 +24,8 @@ from pytest_gepa.flows.scoring import (
 )
 from pytest_gepa.flows.target import BuildContext, Target
 from pytest_gepa.metrics import Metric, metric_fingerprint
-from pytest_gepa.verdict.thresholds import Verdict, decide, resolution_note
+from pytest_gepa.verdict.stages import decide_in_stages
+from pytest_gepa.verdict.thresholds import Verdict, resolution_note
 
 
 def load(ctx: BuildContext, target: Target, program: Any) -> Any:
@@ -132,21 +135,21 @@ def gate_artifact(ctx: BuildContext, target: Target, program: Any, devset: Seque
                   thresholds: Thresholds, caller: tuple[str, int] | None) -> GateResult:
     """Score the loaded artifact and decide; raise ``GateFailure`` when it fails."""
     artifact = target.artifact
-    recorded = dict(artifact.scores.devset.per_example) if artifact and artifact.scores.devset else None
+    devset_scores = artifact.scores.devset if artifact else None
+    recorded = dict(devset_scores.per_example) if devset_scores else None
+    recorded_draws = dict(devset_scores.draws) if devset_scores and devset_scores.draws else None
     if recorded:
-        from pytest_gepa.data import example_id
-
         present = len(recorded.keys() & {example_id(example) for example in devset})
         if present * 2 < len(recorded):
             raise_stale(ctx, target, [f"only {present} of {len(recorded)} recorded examples remain in the devset"])
     evaluation = score(ctx, target, program, devset, metric, samples=thresholds.samples)
+    evaluation, verdict = _decide_in_stages(ctx, target, program, devset, metric, thresholds, evaluation,
+                                            recorded, recorded_draws)
     record_evaluation(target, evaluation, recorded)
-    verdict = decide(evaluation.per_example, min_score=thresholds.min_score, max_drop=thresholds.max_drop,
-                     recorded=recorded, confidence=thresholds.confidence, samples=thresholds.samples,
-                     feedback=evaluation.feedback, per_example_variances=evaluation.variances)
     record_verdict(target, verdict)
+    target.report.warnings.extend(verdict.notes)
     note = resolution_note(thresholds.max_drop, target.report.resolution, n=len(evaluation.scored),
-                           samples=thresholds.samples) if recorded else None
+                           samples=thresholds.samples) if recorded and not recorded_draws else None
     if note:
         # Warned about when compiling; on every gate it is shown in the summary and reports only.
         target.report.warnings.append(note)
@@ -161,6 +164,33 @@ def gate_artifact(ctx: BuildContext, target: Target, program: Any, devset: Seque
         raise GateFailure(f"gepa gate failed for {ctx.nodeid} [{target.name}]:\n{verdict.explain()}"
                           + (f"\n{transfer}" if transfer else ""))
     return gate_result(evaluation, verdict)
+
+
+def _decide_in_stages(ctx: BuildContext, target: Target, program: Any, devset: Sequence[Any], metric: Metric,
+                      thresholds: Thresholds, evaluation: Evaluation, recorded: dict[str, float] | None,
+                      recorded_draws: dict[str, list[float]] | None) -> tuple[Evaluation, Verdict]:
+    """``verdict.stages``: decide, and when inconclusive draw the examples short of full marks again."""
+    redrawn: dict[str, ExampleResult] = {}
+
+    def draw_more(plan: Mapping[str, int]) -> dict[str, list[float]]:
+        each = next(iter(plan.values()))
+        again = [example for example in devset if example_id(example) in plan]
+        ctx.progress(f"  {target.name}: inconclusive; drawing {len(again)} examples {each} more times each "
+                     f"(gepa_max_samples {thresholds.max_samples})")
+        more = score(ctx, target, program, again, metric, samples=each, first_draw=thresholds.samples)
+        redrawn.update({r.id: r for r in more.scored})
+        return more.draws
+
+    # A replayed gate can answer only the calls a recording holds: it takes one look, at the full level.
+    staged = decide_in_stages(evaluation.draws, None if ctx.settings.replay else draw_more,
+                              min_score=thresholds.min_score,
+                              max_drop=thresholds.max_drop, recorded=recorded, recorded_draws=recorded_draws,
+                              confidence=thresholds.confidence, samples=thresholds.samples,
+                              max_samples=thresholds.max_samples, feedback=evaluation.feedback)
+    if not redrawn:
+        return evaluation, staged.verdict
+    # The reports show each example as the deciding look judged it.
+    return Evaluation(tuple(redrawn.get(r.id, r) for r in evaluation.results), evaluation.samples), staged.verdict
 
 
 def transfer_note(ctx: BuildContext, target: Target) -> str:

@@ -8,7 +8,7 @@ Neither is ever a low score.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pytest_gepa.errors import GepaError, LMError, one_line
@@ -36,6 +36,8 @@ class Thresholds:
     max_drop: float | None
     samples: int
     confidence: float
+    max_samples: int = 0  # draws per example, on average, the gate may spend deciding (0: no more than samples)
+    compile_samples: int = 0  # draws per example a compile records (at least samples)
 
     @classmethod
     def resolve(cls, ctx: BuildContext, *, min_score: float | None, max_drop: float | None, samples: int | None,
@@ -54,7 +56,10 @@ class Thresholds:
             raise GepaError(f"gepa.gate: samples={chosen.samples!r} must be a whole number of at least 1")
         if not 0.5 < chosen.confidence < 1:
             raise GepaError(f"gepa.gate: confidence={chosen.confidence!r} must be between 0.5 and 1")
-        return chosen
+        # A gate's own samples= scales the budget as the ini's gepa_samples does (3 x samples by default).
+        budget = -(-settings.max_samples * chosen.samples // max(1, settings.samples))
+        return replace(chosen, max_samples=max(budget, chosen.samples),
+                       compile_samples=max(settings.compile_samples, chosen.samples))
 
 
 def dspy_context(target: Target) -> Any:
@@ -78,11 +83,11 @@ def raise_first_miss(target: Target) -> None:
 
 
 def score(ctx: BuildContext, target: Target, program: Any, devset: Sequence[Any], metric: Metric, *,
-          samples: int, what: str = "the program") -> Evaluation:
+          samples: int, what: str = "the program", first_draw: int = 0) -> Evaluation:
     """Score ``program`` on ``devset``; raise on a crash, a replay miss or too many LM errors."""
     with dspy_context(target):
         evaluation = evaluate(program, list(devset), metric, lm=target.lms.lm("task"),
-                              threads=ctx.settings.threads, samples=samples)
+                              threads=ctx.settings.threads, samples=samples, first_draw=first_draw)
     raise_first_miss(target)
     if evaluation.crashes:
         target.report.status = "error"

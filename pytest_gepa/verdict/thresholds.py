@@ -13,6 +13,15 @@ from dataclasses import dataclass
 
 from pytest_gepa.errors import one_line
 from pytest_gepa.verdict import statistics as st
+from pytest_gepa.verdict.conditional import (
+    ConditionalDrop,
+    Draws,
+    conditional_drop,
+    devset_bound,
+    falls_to_detect,
+    observable,
+    stage_levels,
+)
 from pytest_gepa.verdict.statistics import PairedDrop
 
 SHOWN_REGRESSIONS = 5
@@ -49,26 +58,35 @@ class Finding:
     doubt: str | None = None
 
 
+CONDITIONED = "conditioned on the devset: the LM's call-to-call variance on these examples"
+POPULATION = "examples as the unit: the call-to-call variance is not observed"
+
+
 @dataclass(frozen=True)
 class MinScore:
-    """Today's score must reach an absolute floor; it fails only when the whole interval is under it."""
+    """Today's score must reach an absolute floor; it fails only when a one-sided upper bound is under it."""
 
     min_score: float
 
-    def check(self, values: Sequence[float], interval: tuple[float, float], confidence: float) -> Finding:
+    def check(self, values: Sequence[float], upper: float, *, level: float, conditioned: bool) -> Finding:
         score = st.mean(values)
         if score + _EPS >= self.min_score:
             return Finding()
-        said = (f"score {score:.3f} ({_level(confidence)} CI {interval[0]:.2f}-{interval[1]:.2f}) "
-                f"is under min_score {self.min_score:.3f}")
-        if interval[1] + _EPS < self.min_score:
-            return Finding(failure=f"{said}, and so is the interval's upper bound")
+        method = CONDITIONED if conditioned else POPULATION
+        said = (f"score {score:.3f} is under min_score {self.min_score:.3f}, and its one-sided "
+                f"{_level(1 - level)} upper bound {upper:.3f} ({method})")
+        if upper + _EPS < self.min_score:
+            return Finding(failure=f"{said} is under it too")
+        if conditioned:
+            return Finding(doubt=(f"{said} reaches it, so this is not decided; more draws per example would "
+                                  "decide it (raise gepa_samples or gepa_max_samples)"))
         spread = _spread(values)
         if spread <= 0:
             spread = 0.5  # every example scored alike: assume the widest spread a [0, 1] score has
-        needed = st.examples_to_bound(score, self.min_score, spread, confidence)
-        return Finding(doubt=(f"{said}, but the interval reaches it on {len(values)} examples, so this is "
-                              f"not decided; about {needed} examples would decide it"))
+        needed = st.examples_to_bound(score, self.min_score, spread, 1 - 2 * level)
+        return Finding(doubt=(f"{said} reaches it on {len(values)} examples, so this is not decided; about "
+                              f"{needed} examples would decide it, or gepa_samples >= 2 (which observes the "
+                              "call-to-call variance)"))
 
 
 @dataclass(frozen=True)
@@ -79,16 +97,20 @@ class MaxDrop:
     recorded_what: str = "the score recorded in the artifact"
 
     def check(self, recorded: Sequence[float], now: Sequence[float], drop: PairedDrop, *, samples: int,
-              per_example_variances: Sequence[float] | None = None) -> Finding:
+              per_example_variances: Sequence[float] | None = None,
+              conditional: ConditionalDrop | None = None) -> Finding:
         if drop.n == 0:
             return Finding(doubt=(f"max_drop {self.max_drop:.3f} cannot be checked: no example is present both "
                                   f"now and in {self.recorded_what}"))
-        if drop.drop <= self.max_drop + _EPS:
+        point = conditional.drop if conditional is not None else drop.drop
+        if point <= self.max_drop + _EPS:
             return Finding()
-        said = (f"score {st.mean(now):.3f} is {drop.drop:.3f} under {self.recorded_what} "
+        said = (f"score {st.mean(now):.3f} is {point:.3f} under {self.recorded_what} "
                 f"({st.mean(recorded):.3f}) on the {drop.n} examples in both, more than max_drop "
                 f"{self.max_drop:.3f}")
         low, high = drop.interval
+        if conditional is not None:
+            return self._conditioned(said, point, conditional, (low, high), drop.interval_level)
         evidence = (f"paired drop {drop.drop:.3f} ({_level(drop.interval_level)} CI {low:.2f} to {high:.2f}; "
                     f"{drop.test}, one-sided p = {drop.p_value:.2g}")
         alpha = f"{1 - drop.confidence:.3g}"
@@ -101,6 +123,19 @@ class MaxDrop:
         return Finding(doubt=(f"{said}, but not significantly: {evidence} >= {alpha}), so this is not decided; "
                               f"about {examples} examples would decide a drop of {drop.drop:.2f}, "
                               f"{_samples_advice(more)}"))
+
+    @staticmethod
+    def _conditioned(said: str, point: float, test: ConditionalDrop, interval: tuple[float, float],
+                     interval_level: float) -> Finding:
+        evidence = (f"paired drop {point:.3f} (on a new devset of this size, {_level(interval_level)} CI "
+                    f"{interval[0]:.2f} to {interval[1]:.2f}; conditioned on these examples, {test.varying} of "
+                    f"{test.n} varying, {test.recorded_draws} recorded and {test.today_draws} draws today: "
+                    f"{test.test}, one-sided p = {test.p_value:.2g}")
+        if test.significant:
+            return Finding(failure=f"{said}: {evidence} < {test.level:.3g}, significant)")
+        return Finding(doubt=(f"{said}, but not significantly: {evidence} >= {test.level:.3g}), so this is not "
+                              "decided; more draws per example would decide it (raise gepa_samples or "
+                              "gepa_max_samples), or more examples"))
 
 
 def _spread(values: Sequence[float]) -> float:
@@ -119,7 +154,12 @@ def find_regressions(recorded: Mapping[str, float], now: Mapping[str, float],
 
 @dataclass(frozen=True)
 class Verdict:
-    """What the gate decided, with every sentence behind it and the numbers the sentences quote."""
+    """What the gate decided, with every sentence behind it and the numbers the sentences quote.
+
+    ``interval`` is the population view (examples as the unit: where the score would lie on a new
+    devset of this size), information only; ``conditional`` is the regression test the verdict
+    used when both sides' draws were known, and ``bound`` the one-sided bound min_score was held to.
+    """
 
     status: str  # "passed" | "failed" | "inconclusive"
     failures: tuple[str, ...]
@@ -132,6 +172,11 @@ class Verdict:
     regressions: tuple[Regression, ...]
     confidence: float = 0.95
     scored: int = 0
+    conditional: ConditionalDrop | None = None
+    bound: float | None = None
+    conditioned: bool = False  # the min_score bound is conditioned on the devset
+    notes: tuple[str, ...] = ()  # said in the reports, never a failure: "recompile to record draws"
+    draws: int = 0  # LM draws spent on the devset today, every stage counted
 
     @property
     def passed(self) -> bool:
@@ -151,31 +196,46 @@ class Verdict:
         return "\n".join(lines)
 
 
+RECOMPILE_NOTE = ("the artifact records no per-draw scores, so max_drop is tested with examples as the unit, "
+                  "which a small devset cannot resolve; recompile to record draws")
+
+
 def decide(now: Mapping[str, float], *, min_score: float | None, max_drop: float | None,
            recorded: Mapping[str, float] | None, confidence: float = 0.95, samples: int = 1,
            feedback: Mapping[str, str] | None = None,
            recorded_what: str = "the score recorded in the artifact",
-           per_example_variances: Mapping[str, float] | None = None) -> Verdict:
-    """Hold per-example scores (id -> mean over ``samples`` draws) to the thresholds.
+           per_example_variances: Mapping[str, float] | None = None,
+           now_draws: Draws | None = None, recorded_draws: Draws | None = None,
+           level: float | None = None) -> Verdict:
+    """Hold per-example scores (id -> mean over its draws) to the thresholds (DESIGN.md "Verdicts").
 
-    ``min_score`` applies to every scored example and fails when the score's upper bound is under
-    it. ``max_drop`` compares only the examples present both now and in ``recorded``, paired, so
-    added or removed rows can neither fake a regression nor hide one; it fails when the drop is
-    significant at ``confidence`` and its point is over ``max_drop``. A miss of the point alone is
-    a doubt: status "inconclusive". ``per_example_variances`` (id -> call-to-call variance of one
-    draw, known when samples >= 2) sharpens the "how many would decide it" counts.
+    ``level`` is this look's test level (default 1 - confidence; a staged gate spends part of it
+    per look). ``max_drop`` compares only the examples present both now and in ``recorded``; with
+    both sides' draws (``now_draws``, ``recorded_draws``: id -> each draw's score) it is the exact
+    test conditioned on the devset, without them the paired test with examples as the unit. It
+    fails when the drop is significant and its point is over ``max_drop``; a point miss alone is a
+    doubt ("inconclusive"). ``min_score`` fails when a one-sided upper bound is under it: the
+    devset's expected score given the devset where the call-to-call variance shows (a draw
+    repeated today or recorded), else examples as the unit.
     """
+    alpha = 1 - confidence if level is None else level
     values = [now[eid] for eid in sorted(now)]
     failures: list[str] = []
     doubts: list[str] = []
-    if values:
-        interval = st.score_interval(values, confidence)
-    else:
-        interval = (0.0, 1.0)
+    notes: list[str] = []
+    interval = st.score_interval(values, confidence) if values else (0.0, 1.0)
+    if not values:
         failures.append("no devset example was scored, so there is no score to hold to a threshold")
+    conditioned = now_draws is not None and observable(now_draws, recorded_draws)
+    bound: float | None = None
     if min_score is not None and values:
-        _collect(MinScore(min_score).check(values, interval, confidence), failures, doubts)
+        if conditioned and now_draws is not None:
+            bound = devset_bound(now_draws, 1 - alpha, recorded=recorded_draws).upper
+        else:
+            bound = st.score_interval(values, 1 - 2 * alpha)[1]
+        _collect(MinScore(min_score).check(values, bound, level=alpha, conditioned=conditioned), failures, doubts)
     drop: PairedDrop | None = None
+    test: ConditionalDrop | None = None
     old: float | None = None
     common: list[str] = []
     regressions: list[Regression] = []
@@ -183,19 +243,30 @@ def decide(now: Mapping[str, float], *, min_score: float | None, max_drop: float
         common = sorted(recorded.keys() & now.keys())
         then_values = [recorded[eid] for eid in common]
         now_values = [now[eid] for eid in common]
-        drop = st.paired_drop(then_values, now_values, confidence)
+        with_draws = recorded_draws is not None and now_draws is not None
+        # With draws the paired interval is the population view (information) at the stated
+        # confidence; without them the paired test is the verdict, at this look's level.
+        drop = st.paired_drop(then_values, now_values, confidence if with_draws else 1 - alpha)
         old = st.mean(then_values) if common else None
         regressions = find_regressions({eid: recorded[eid] for eid in common}, now, feedback)
+        if recorded_draws is not None and now_draws is not None:
+            test = conditional_drop({e: recorded_draws[e] for e in common if e in recorded_draws},
+                                    {e: now_draws[e] for e in common if e in now_draws}, alpha)
+        elif max_drop is not None:
+            notes.append(RECOMPILE_NOTE)
         if max_drop is not None:
             variances = ([per_example_variances[eid] for eid in common if eid in per_example_variances]
                          if per_example_variances else None)
             finding = MaxDrop(max_drop, recorded_what).check(then_values, now_values, drop, samples=samples,
-                                                             per_example_variances=variances or None)
+                                                             per_example_variances=variances or None,
+                                                             conditional=test)
             _collect(finding, failures, doubts)
     status = "failed" if failures else "inconclusive" if doubts else "passed"
+    spent = sum(len(d) for d in now_draws.values()) if now_draws is not None else 0
     return Verdict(status=status, failures=tuple(failures), doubts=tuple(doubts), score=st.mean(values),
                    interval=interval, recorded=old, drop=drop, common=len(common),
-                   regressions=tuple(regressions), confidence=confidence, scored=len(values))
+                   regressions=tuple(regressions), confidence=confidence, scored=len(values),
+                   conditional=test, bound=bound, conditioned=conditioned, notes=tuple(notes), draws=spent)
 
 
 def _collect(finding: Finding, failures: list[str], doubts: list[str]) -> None:
@@ -215,35 +286,46 @@ class Comparison:
     current: float
     drop: PairedDrop  # current - candidate, paired: positive when the candidate is worse
     common: int
+    better_p: float = 1.0  # one-sided p of "the candidate is better", paired per example
 
 
 def compare_candidate(candidate: Mapping[str, float], current: Mapping[str, float], *,
-                      confidence: float = 0.95) -> Comparison:
-    """Compile mode: the candidate replaces the current artifact only if it is at least as good there.
+                      confidence: float = 0.95, where: str = "") -> Comparison:
+    """Compile mode: the candidate replaces the current artifact only if the evidence says it is better.
 
-    Both are scored on the same devset examples in the same run; only the examples scored for both
-    count. The candidate must be higher in point and not significantly worse, paired per example;
-    a tie keeps the current artifact, so recompiling an unchanged target never churns the file.
+    Both are scored in the same run on the same examples (``where`` names them: val and devset),
+    on draws the artifact does not record. Only the examples scored for both count. The candidate
+    must be higher in point and significantly better, paired per example (one-sided at
+    ``confidence``): "higher mean" alone would let call-to-call noise swap in a worse prompt, and
+    on equal prompts would churn the file. A tie or a difference the evidence cannot tell from
+    noise keeps the current artifact.
     """
     common = sorted(candidate.keys() & current.keys())
     ours = [candidate[eid] for eid in common]
     theirs = [current[eid] for eid in common]
     drop = st.paired_drop(theirs, ours, confidence)
+    better = st.paired_drop(ours, theirs, confidence)
     new, old = st.mean(ours), st.mean(theirs)
-    where = f"on the same {len(common)} examples"
+    on = f"on the same {len(common)} examples{f' ({where})' if where else ''}"
     if not common:
-        return Comparison(False, "no devset example was scored for both the candidate and the current "
-                                 "artifact, so the current artifact is kept", new, old, drop, 0)
+        return Comparison(False, "no example was scored for both the candidate and the current artifact, so the "
+                                 "current artifact is kept", new, old, drop, 0)
     low, high = drop.interval
-    paired = f"paired drop {drop.drop:.3f}, {_level(drop.interval_level)} CI {low:.2f} to {high:.2f}"
-    if new > old + _EPS and not drop.significant:
-        return Comparison(True, f"candidate {new:.3f} beats the current artifact {old:.3f} {where} ({paired})",
-                          new, old, drop, len(common))
+    paired = (f"paired drop {drop.drop:.3f}, {_level(drop.interval_level)} CI {low:.2f} to {high:.2f}; "
+              f"{better.test}, one-sided p = {better.p_value:.2g} that it is better")
+    alpha = f"{1 - confidence:.3g}"
+    if new > old + _EPS and better.significant:
+        return Comparison(True, f"candidate {new:.3f} beats the current artifact {old:.3f} {on} ({paired} < {alpha})",
+                          new, old, drop, len(common), better.p_value)
     if abs(new - old) <= _EPS:
-        return Comparison(False, f"candidate {new:.3f} ties the current artifact {old:.3f} {where}; "
-                                 "a tie keeps the current one", new, old, drop, len(common))
-    return Comparison(False, f"candidate {new:.3f} is under the current artifact {old:.3f} {where} ({paired}); "
-                             "the current one is kept", new, old, drop, len(common))
+        return Comparison(False, f"candidate {new:.3f} ties the current artifact {old:.3f} {on}; "
+                                 "a tie keeps the current one", new, old, drop, len(common), better.p_value)
+    if new > old:
+        return Comparison(False, f"candidate {new:.3f} is over the current artifact {old:.3f} {on}, but not "
+                                 f"significantly ({paired} >= {alpha}); the current one is kept", new, old, drop,
+                          len(common), better.p_value)
+    return Comparison(False, f"candidate {new:.3f} is under the current artifact {old:.3f} {on} ({paired}); "
+                             "the current one is kept", new, old, drop, len(common), better.p_value)
 
 
 def resolution_note(max_drop: float | None, resolution: float | None, *, n: int, samples: int,
@@ -283,3 +365,36 @@ def devset_resolution(per_example_scores: Sequence[float], max_drop: float | Non
                              per_example_variances=per_example_variances)
     return smallest, resolution_note(max_drop, smallest, n=len(per_example_scores), samples=samples,
                                      examples=examples, samples_needed=more)
+
+
+def conditional_resolution(n: int, max_drop: float | None, *, recorded_draws: int, samples: int, max_samples: int,
+                           confidence: float = 0.95) -> tuple[float, str | None]:
+    """The smallest drop the conditional test resolves on ``n`` examples, and the note for a finer max_drop.
+
+    It counts examples falling from right on every recorded draw to wrong on every draw today,
+    with nothing else short of full marks: the first look with ``samples`` draws each, the second
+    with the rest of the ``max_samples`` budget spread over the fallen examples. Call-to-call noise
+    and examples that are wrong anyway take draws and evidence from them, so on a noisy model
+    the figure is optimistic; the benchmark (benchmarks/verdicts.py) measures it under noise.
+    """
+    alpha = 1 - confidence
+    if n <= 0:
+        return 1.0, None
+    first, second = stage_levels(alpha, staged=max_samples > samples)
+    needed = falls_to_detect(recorded_draws, samples, first)
+    extra = (max_samples - samples) * n
+    for falls in range(1, min(needed, n + 1)):
+        if second and extra // falls >= 1 and falls_to_detect(recorded_draws, extra // falls, second) <= falls:
+            needed = falls
+            break
+    smallest = needed / n
+    if max_drop is None or max_drop + _EPS >= smallest or smallest <= 1 / n + _EPS:
+        return smallest, None
+    scored = "once" if samples == 1 else f"{samples} times"
+    if needed > n:
+        return smallest, (f"this devset of {n} examples, each scored {scored} against {recorded_draws} recorded draws, "
+                          f"cannot resolve any drop; max_drop {max_drop:.2f} cannot be checked: raise gepa_samples "
+                          "or gepa_max_samples, or add examples")
+    return smallest, (f"this devset of {n} examples, each scored {scored} against {recorded_draws} recorded draws, "
+                      f"resolves drops of {smallest:.2f} or more ({needed} examples falling); max_drop "
+                      f"{max_drop:.2f} is finer than that: raise gepa_samples or gepa_max_samples, or add examples")
