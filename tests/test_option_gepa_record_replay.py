@@ -162,7 +162,10 @@ def test_recording_with_dspys_cache_on_still_reaches_the_endpoint(
     first = sum(scripted_server.calls.values())
     assert first > 0
     http_project.pytester.runpytest_subprocess(*args, "--gepa-record").assert_outcomes(passed=1)
-    # A cassette holds what the endpoint answers, not what dspy's cache remembers from elsewhere.
-    assert sum(scripted_server.calls.values()) - first >= first
+    # A cassette holds what the endpoint answers, not what dspy's cache remembers from elsewhere:
+    # every answer in it reached the endpoint during the recording run. (Comparing with the first
+    # run's count would not do: a compile that finds an artifact makes other calls than one without.)
     lines = [json.loads(line) for line in http_project.cassette.read_text().splitlines()]
-    assert sum("response" in line for line in lines) > 0
+    recorded = sum("response" in line for line in lines)
+    assert recorded > 0
+    assert sum(scripted_server.calls.values()) - first >= recorded

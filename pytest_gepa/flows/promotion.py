@@ -23,6 +23,14 @@ def beats_current(ctx: BuildContext, target: Target, program: Any, evaluation: E
                   devset: Sequence[Any], metric: Metric, thresholds: Thresholds) -> bool:
     """Score the current artifact in this run on the same examples, val and devset, paired; only a
     candidate the evidence calls better replaces it (issue 22, item 10)."""
+    if target.artifact is not None and target.artifact.program == candidate.program:
+        # A program cannot be better than itself: no draw could change the outcome, so none is paid
+        # for (and a replayed compile asks its cassette for nothing the recording never made).
+        target.report.status = "kept"
+        target.report.message = ("the candidate is the current artifact's program (the same instructions and demos); "
+                                 "the artifact is kept byte-identical.")
+        ctx.progress(f"  {target.name}: kept the current artifact: the candidate is the same program")
+        return False
     current = score(ctx, target, target.current_program, devset, metric, samples=thresholds.samples,
                     what="the current artifact's program")
     val = list(target.examples.val)
