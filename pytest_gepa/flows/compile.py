@@ -235,7 +235,8 @@ RECORDED_DRAWS = 1000
 
 
 def gate_candidate(ctx: BuildContext, target: Target, program: Any, devset: Sequence[Any], metric: Metric,
-                   thresholds: Thresholds, caller: tuple[str, int] | None) -> GateResult:
+                   thresholds: Thresholds, caller: tuple[str, int] | None, *,
+                   against_baseline: bool = False) -> GateResult:
     """Compile mode's ``gepa.gate``: hold the candidate to its thresholds and to the current artifact.
 
     The decision (thresholds, then "better than the current artifact") is made on one set of
@@ -247,8 +248,14 @@ def gate_candidate(ctx: BuildContext, target: Target, program: Any, devset: Sequ
     evaluation = score(ctx, target, program, devset, metric, samples=thresholds.samples)
     baseline = score(ctx, target, target.baseline_program, devset, metric, samples=thresholds.samples,
                      what="the unoptimized program")
-    verdict = decide(evaluation.per_example, min_score=thresholds.min_score, max_drop=None, recorded=None,
-                     confidence=thresholds.confidence, samples=thresholds.samples, feedback=evaluation.feedback,
+    # A test without gepa.gate states no threshold: its candidate is held at least to "not worse
+    # than the unoptimized program", paired on the same examples and draws of this run.
+    floor = baseline if against_baseline else None
+    verdict = decide(evaluation.per_example, min_score=thresholds.min_score,
+                     max_drop=(thresholds.max_drop or 0.0) if floor else None,
+                     recorded=floor.per_example if floor else None, recorded_draws=floor.draws if floor else None,
+                     recorded_what="the unoptimized program", confidence=thresholds.confidence,
+                     samples=thresholds.samples, feedback=evaluation.feedback,
                      per_example_variances=evaluation.variances, now_draws=evaluation.draws)
     record_evaluation(target, evaluation, None)
     record_verdict(target, verdict)
@@ -325,7 +332,8 @@ def finish(ctx: BuildContext, target: Target, *, test_outcome: str, caller: tupl
     if not target.gated:
         # A test that never called gepa.gate holds its candidate to the same rule on examples.test.
         thresholds = Thresholds.resolve(ctx, min_score=None, max_drop=None, samples=None, confidence=None)
-        gate_candidate(ctx, target, target.run.program, target.examples.test, target.metric, thresholds, caller)
+        gate_candidate(ctx, target, target.run.program, target.examples.test, target.metric, thresholds, caller,
+                       against_baseline=True)
     if target.pending is None:
         return
     target.store.write(target.pending)
