@@ -116,14 +116,14 @@ def test_a_third_model_is_transfer_checked_and_without_transfer_says_how_to_comp
         " to create it*--gepa-transfer MODEL*"])
 
     # task-lite ignores two rules the task model's artifact states: the swap loses their tickets
-    # (2 of the 10 devset examples: too few to be significant, so --gepa-strict makes it fail).
-    lite = project.run("--gepa-task-lm", THREE, "--gepa-transfer", "scripted/task", "--gepa-strict")
+    # (2 of the 10 devset examples, on every draw: conditioned on these examples, a regression).
+    lite = project.run("--gepa-task-lm", THREE, "--gepa-transfer", "scripted/task")
     lite.assert_outcomes(passed=2, failed=1)
     lite.stdout.fnmatch_lines([
         "*kept 0.80 of 1.00 on scripted/task-lite with the artifact compiled for scripted/task; compile for it "
         "with `pytest --gepa-compile --gepa-task-lm scripted/task-lite,scripted/task,scripted/task-pro "
         "'test_triage.py::test_triage_prompt[[]scripted/task-lite[]]'`*"])
-    lite.stdout.fnmatch_lines([literal("test_triage.py::test_triage_prompt[scripted/task-lite]") + " *transfer*inconclusive"])
+    lite.stdout.fnmatch_lines([literal("test_triage.py::test_triage_prompt[scripted/task-lite]") + " *transfer*failed"])
     assert not artifact(project, "scripted/task-lite").exists()  # a gate writes nothing
 
     # One model alone is no matrix: it borrows the task model's @-file and keeps all of its score.
@@ -168,13 +168,13 @@ def test_reports_junit_and_xdist_have_a_row_per_target_and_model(matrix_project:
         result = project.run("--gepa-task-lm", THREE, "--gepa-transfer", "scripted/task", "--gepa-strict", "--gepa-report",
                              "report.md", "--junitxml", "junit.xml", *args)
         result.assert_outcomes(passed=2, failed=1)
-        for model, status in (("task", "passed"), ("task-lite", "inconclusive"), ("task-pro", "passed")):
+        for model, status in (("task", "passed"), ("task-lite", "failed"), ("task-pro", "passed")):
             result.stdout.fnmatch_lines(["*= gepa =*",
                                          literal(f"test_triage.py::test_triage_prompt[scripted/{model}]") + f" *{status}"])
         markdown = (project.root / "report.md").read_text(encoding="utf-8")
         assert "### Model matrix" in markdown
         assert ("| target | `scripted/task` | `scripted/task-lite` | `scripted/task-pro` |\n|---|---|---|---|\n"
-                "| `test_triage.py::test_triage_prompt` | 1.000 passed | 0.800 inconclusive (from scripted/task) | "
+                "| `test_triage.py::test_triage_prompt` | 1.000 passed | 0.800 failed (from scripted/task) | "
                 "1.000 passed |") in markdown
         cases = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
                  for case in ET.parse(project.root / "junit.xml").getroot().iter("testcase")}

@@ -25,12 +25,10 @@ def beats_current(ctx: BuildContext, target: Target, program: Any, evaluation: E
     candidate the evidence calls better replaces it (issue 22, item 10)."""
     if target.artifact is not None and target.artifact.program == candidate.program:
         # A program cannot be better than itself: no draw could change the outcome, so none is paid
-        # for (and a replayed compile asks its cassette for nothing the recording never made).
-        target.report.status = "kept"
-        target.report.message = ("the candidate is the current artifact's program (the same instructions and demos); "
-                                 "the artifact is kept byte-identical.")
-        ctx.progress(f"  {target.name}: kept the current artifact: the candidate is the same program")
-        return False
+        # for (and a replayed compile asks its cassette for nothing the recording never made). Its
+        # scores in this run are the current artifact's scores in this run.
+        return _keep(ctx, target, candidate, evaluation, thresholds, drop=0.0, interval=(0.0, 0.0),
+                     reason="the candidate is the current artifact's program (the same instructions and demos)")
     current = score(ctx, target, target.current_program, devset, metric, samples=thresholds.samples,
                     what="the current artifact's program")
     val = list(target.examples.val)
@@ -47,14 +45,23 @@ def beats_current(ctx: BuildContext, target: Target, program: Any, evaluation: E
     report.drop, report.drop_ci = comparison.drop.drop, comparison.drop.interval
     if comparison.replace:
         return True
+    return _keep(ctx, target, candidate, current, thresholds, drop=comparison.drop.drop,
+                 interval=comparison.drop.interval, reason=comparison.reason)
+
+
+def _keep(ctx: BuildContext, target: Target, candidate: Artifact, current: Evaluation, thresholds: Thresholds, *,
+          drop: float, interval: tuple[float, float], reason: str) -> bool:
+    """``kept``: the artifact stays byte-identical, the candidate goes to review with both scores."""
     candidate.scores.current = DevsetScores(
-        optimized=current.score, ci=comparison.drop.interval, n=len(current.scored), per_example=current.per_example,
+        optimized=current.score, ci=interval, n=len(current.scored), per_example=current.per_example,
         samples=thresholds.samples, confidence=thresholds.confidence)
     target.store.write_rejected(candidate)
+    report = target.report
+    report.recorded, report.drop, report.drop_ci = current.score, drop, interval
     report.status = "kept"
-    report.message = (f"{comparison.reason}; the current artifact is kept byte-identical and the candidate is saved "
+    report.message = (f"{reason}; the current artifact is kept byte-identical and the candidate is saved "
                       f"for review at '{target.store.rejected_path}'.")
-    ctx.progress(f"  {target.name}: kept the current artifact: {comparison.reason}")
+    ctx.progress(f"  {target.name}: kept the current artifact: {reason}")
     return False
 
 
