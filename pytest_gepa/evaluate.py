@@ -16,6 +16,7 @@ says it is not configured (dspy's ``LMNotConfiguredError``) is the project's con
 from __future__ import annotations
 
 import contextvars
+import copy
 import os
 import statistics
 import sys
@@ -256,10 +257,16 @@ def _rollout(lm: Any, k: int) -> Any:
 
 def _resampled(program: Any, lm: Any, k: int) -> Any:
     """A copy of ``program`` whose predictors call their LM with ``rollout_id=k``."""
-    copy = program.deepcopy()
-    for _, predictor in copy.named_predictors():
+    # The predictors' LMs are shared, not copied: dspy's deepcopy would copy each LM with its whole
+    # call history (hundreds of calls late in a compile), once per draw, and they are replaced below.
+    shared = {id(p.lm): p.lm for _, p in program.named_predictors() if getattr(p, "lm", None) is not None}
+    try:
+        resampled = copy.deepcopy(program, dict(shared))
+    except Exception:  # a program holding something deepcopy refuses: dspy's own tolerant copy
+        resampled = program.deepcopy()
+    for _, predictor in resampled.named_predictors():
         predictor.lm = _rollout(getattr(predictor, "lm", None) or lm, k)
-    return copy
+    return resampled
 
 
 def evaluate(program: Any, examples: Sequence[Any], metric: Metric, *, lm: Any, threads: int,
