@@ -168,11 +168,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
     yield
     gepa_session = _session(item.config)
     if gepa_session is not None and gepa_session.test_cassette_path is not None:
-        # In a compile the test's cassette may be the one beside its artifact: like the artifact, it
-        # is written only for a test that passed (a gate records whatever its outcome).
-        if not gepa_session.settings.compile or item.stash.get(CALL_OUTCOME_KEY, "did not run") == "passed":
-            gepa_session.save_cassette(gepa_session.test_cassette_path)
-        gepa_session.test_cassette_path = gepa_session.test_nodeid = None
+        gepa_session.close_test_cassette(passed=item.stash.get(CALL_OUTCOME_KEY, "did not run") == "passed")
 
 
 @pytest.hookimpl(wrapper=True)

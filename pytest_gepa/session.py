@@ -35,6 +35,8 @@ class GepaSession:
         # two targets on different workers cannot share a file either.
         self.claims_dir = claims_dir
         self.cassettes: dict[Path, Cassette] = {}
+        # The cassettes beside an artifact: in a compile they are written only with their artifact.
+        self.target_cassettes: set[Path] = set()
         # The cassette of the test running now, for LMs used outside compile/gate (record / replay).
         self.test_cassette_path: Path | None = None
         self.test_nodeid: str | None = None
@@ -102,6 +104,7 @@ class GepaSession:
         from pytest_gepa.cassette import cassette_path
 
         path = cassette_path(artifact)
+        self.target_cassettes.add(path.resolve())
         cassette = self.cassette(path, nodeid)
         if cassette is None:
             raise GepaError(f"--gepa-replay: no cassette for {nodeid!r} at '{path}'. Record one with "
@@ -127,6 +130,15 @@ class GepaSession:
         cassette = self.cassettes.get(path.resolve())
         if self.settings.record and cassette is not None and cassette.entries:
             cassette.save()
+
+    def close_test_cassette(self, *, passed: bool) -> None:
+        """At a test's teardown: save what its own cassette recorded. A cassette beside an artifact
+        is written, like the artifact, only for a passed compile; any other records whatever the
+        test's outcome (an xfailed eval must replay too), as a gate's does."""
+        path = self.test_cassette_path
+        if path is not None and (passed or not (self.settings.compile and path.resolve() in self.target_cassettes)):
+            self.save_cassette(path)
+        self.test_cassette_path = self.test_nodeid = None
 
     def test_stem(self, nodeid: str) -> str:
         """The stem of a test's own files (its cassette): its name, and in a matrix ``@<model-slug>``
