@@ -22,7 +22,6 @@ import statistics
 import sys
 import sysconfig
 import traceback
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -231,11 +230,11 @@ def evaluate_one(program: Any, example: Any, metric: Metric, lm: Any, samples: i
                  first_draw: int = 0) -> ExampleResult:
     """Run and score one example ``samples`` times; its score is the mean, its feedback the last draw's.
 
-    Draw k (counted from ``first_draw``) differs only in its LMs' ``rollout_id``, so repeats miss
-    dspy's cache and make fresh calls, and draws numbered apart never share an answer.
+    Draws are counted from ``first_draw``: draw 0 is the program's plain call (dspy's cache may
+    answer it); every other draw is a fresh call, past dspy's cache.
     """
-    draws = [_draw(program if k == 0 else _resampled(program, lm, k), example, metric, lm if k == 0
-                   else _rollout(lm, k)) for k in range(first_draw, first_draw + samples)]
+    draws = [_draw(program if k == 0 else _resampled(program, lm), example, metric, lm if k == 0 else _uncached(lm))
+             for k in range(first_draw, first_draw + samples)]
     failed = next((d for d in draws if d.error is not None), None)
     if failed is not None:
         return failed
@@ -246,17 +245,18 @@ def evaluate_one(program: Any, example: Any, metric: Metric, lm: Any, samples: i
                          samples=len(scores), variance=variance, draws=tuple(scores))
 
 
-def _rollout(lm: Any, k: int) -> Any:
+def _uncached(lm: Any) -> Any:
+    """``lm`` with dspy's response cache off: a repeat is a fresh call, in this run and the next.
+
+    Not a ``rollout_id``: dspy caches each rollout, so a rerun's repeats came from the cache, and
+    at temperature 0 it warns on every copy (an error under ``filterwarnings = error``)."""
     if lm is None or not hasattr(lm, "copy"):
         return lm
-    with warnings.catch_warnings():
-        # dspy warns that rollout_id does nothing at temperature 0; the repeat is still a fresh call.
-        warnings.simplefilter("ignore")
-        return lm.copy(rollout_id=k)
+    return lm.copy(cache=False)
 
 
-def _resampled(program: Any, lm: Any, k: int) -> Any:
-    """A copy of ``program`` whose predictors call their LM with ``rollout_id=k``."""
+def _resampled(program: Any, lm: Any) -> Any:
+    """A copy of ``program`` whose predictors call their LM past dspy's cache."""
     # The predictors' LMs are shared, not copied: dspy's deepcopy would copy each LM with its whole
     # call history (hundreds of calls late in a compile), once per draw, and they are replaced below.
     shared = {id(p.lm): p.lm for _, p in program.named_predictors() if getattr(p, "lm", None) is not None}
@@ -265,7 +265,7 @@ def _resampled(program: Any, lm: Any, k: int) -> Any:
     except Exception:  # a program holding something deepcopy refuses: dspy's own tolerant copy
         resampled = program.deepcopy()
     for _, predictor in resampled.named_predictors():
-        predictor.lm = _rollout(getattr(predictor, "lm", None) or lm, k)
+        predictor.lm = _uncached(getattr(predictor, "lm", None) or lm)
     return resampled
 
 
@@ -284,8 +284,8 @@ def evaluate(program: Any, examples: Sequence[Any], metric: Metric, *, lm: Any, 
         return Evaluation(tuple(future.result() for future in futures), samples)
 
 
-def draw_once(program: Any, example: Any, metric: Metric, lm: Any, rollout: int) -> float | None:
-    """One fresh draw of ``program`` on ``example`` (``rollout`` keeps it apart from every other
-    draw in dspy's cache): its score, or None when the LM failed or the code crashed."""
-    result = _draw(_resampled(program, lm, rollout), example, metric, _rollout(lm, rollout))
+def draw_once(program: Any, example: Any, metric: Metric, lm: Any) -> float | None:
+    """One fresh draw of ``program`` on ``example``, past dspy's cache: its score, or None when the
+    LM failed or the code crashed."""
+    result = _draw(_resampled(program, lm), example, metric, _uncached(lm))
     return None if result.error is not None else result.score

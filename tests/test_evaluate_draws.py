@@ -47,3 +47,25 @@ def test_draws_call_the_programs_own_lm_under_another_rollout_without_copying_it
     assert result.results[0].samples == 3
     assert len(SEEN) == 3
     assert all(marker is lm.state_marker for marker in SEEN)
+
+
+def test_repeats_are_fresh_calls_at_temperature_0_with_dspys_cache_on_and_warn_nothing(
+        scripted_server: world.ScriptedServer) -> None:
+    # temperature=0 and dspy's response cache on: a common user LM. The suite runs with warnings as
+    # errors, as many users' do; dspy warns that a rollout_id has no effect at temperature 0.
+    lm = dspy.LM("openai/task", api_base=scripted_server.base_url, api_key="sk-test", cache=True, temperature=0)
+    example = dspy.Example(ticket="My invoice shows a charge I do not recognise.",
+                           category="billing").with_inputs("ticket")
+
+    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)  # the suite turns it off
+    try:
+        first = evaluate(dspy.Predict(Triage), [example], exact_match("category"), lm=lm, threads=1, samples=3)
+        calls = scripted_server.calls["task"]
+        again = evaluate(dspy.Predict(Triage), [example], exact_match("category"), lm=lm, threads=1, samples=3)
+    finally:
+        dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
+
+    assert first.results[0].error is None and first.results[0].samples == 3
+    assert again.results[0].samples == 3
+    # The first draw may come from dspy's cache; the repeats are fresh calls every run.
+    assert scripted_server.calls["task"] - calls == 2

@@ -230,7 +230,8 @@ def _explain_unreadable_task_replies(target: Target, program: Any) -> None:
         )
 
 
-# The draws a compile records are numbered from here: never the draws that decided, nor a gate's.
+# The draws a compile records are numbered from here: each one a fresh call past dspy's cache, so
+# never an answer that decided (nor a gate's) read back from it.
 RECORDED_DRAWS = 1000
 
 

@@ -3,7 +3,7 @@
 GEPA decides on single draws: a proposal is accepted when its one minibatch score beats its
 parent's, and the best candidate is the one with the best single validation score. A model that
 answers the same request differently from call to call (temperature, provider-side sampling)
-turns those decisions into luck. ``Draws`` spends more draws (fresh LM calls, by ``rollout_id``)
+turns those decisions into luck. ``Draws`` spends more draws (fresh LM calls, past dspy's cache)
 only where they can change a decision:
 
 - **Acceptance** (gepa's ``acceptance_criterion`` hook, ``DrawnAcceptance``): when the first
@@ -37,8 +37,6 @@ from pytest_gepa.metrics import Metric
 DETERMINISTIC_AFTER = 4
 # How many of the front's best candidates the final pick compares (the leader included).
 FINAL_FEW = 3
-# Rollout ids of our own draws start here, so they never meet the ids of gate samples.
-ROLLOUT_BASE = 1000
 
 
 @dataclass
@@ -103,10 +101,9 @@ class Draws:
             return
 
         def one(job: tuple[str, Any, str, Any]) -> float | None:
-            key, program, split, eid = job
+            _, program, split, eid = job
             examples = self.trainset if split == "train" else self.valset
-            rollout = ROLLOUT_BASE + len(self.seen(key, split, eid))
-            return draw_once(program, examples[eid], self.metric, self.lm, rollout)
+            return draw_once(program, examples[eid], self.metric, self.lm)
 
         context = contextvars.copy_context()
         with ThreadPoolExecutor(max_workers=max(1, min(self.threads, len(jobs)))) as pool:
