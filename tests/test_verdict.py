@@ -216,6 +216,21 @@ def test_conditional_resolution_counts_the_falls_the_staged_test_detects() -> No
                     "gepa_max_samples, or add examples")
 
 
+def test_conditional_resolution_counts_the_examples_wrong_anyway_that_share_the_second_look() -> None:
+    # The shipped triage example: one ticket of ten right. The second look's 20 draws go to every
+    # ticket short of full marks today, 2 each, and 3/3 -> 0/2 is p = 1/10: one ticket falling is
+    # not resolved, and none but that one can fall.
+    assert conditional_resolution(10, 0.05, recorded_draws=3, samples=1, max_samples=3) == (0.1, None)
+    assert conditional_resolution(10, 0.05, recorded_draws=3, samples=1, max_samples=3, short=9)[0] == 1.0
+    _, note = conditional_resolution(10, 0.05, recorded_draws=3, samples=1, max_samples=3, short=9)
+    assert note == ("this devset of 10 examples, each scored once against 3 recorded draws, cannot resolve any drop; "
+                    "max_drop 0.05 cannot be checked: raise gepa_samples or gepa_max_samples, or add examples")
+    # Three draws a gate (--gepa-samples 3): 3/3 -> 0/3 then 0/6 more resolves it.
+    assert conditional_resolution(10, 0.05, recorded_draws=3, samples=3, max_samples=9, short=9) == (0.1, None)
+    # Two of ten wrong anyway leave the budget to the fallen: one ticket falling is resolved.
+    assert conditional_resolution(10, 0.05, recorded_draws=3, samples=1, max_samples=3, short=2) == (0.1, None)
+
+
 def test_resolution_note_warns_only_when_max_drop_is_finer_than_the_devset() -> None:
     assert resolution_note(0.2, 0.14, n=60, samples=1) is None
     assert resolution_note(None, 0.14, n=60, samples=1) is None

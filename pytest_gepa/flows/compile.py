@@ -275,7 +275,8 @@ def gate_candidate(ctx: BuildContext, target: Target, program: Any, devset: Sequ
                      first_draw=RECORDED_DRAWS, what="the candidate (recording its draws)")
     target.report.resolution, note = conditional_resolution(
         len(recorded.scored), thresholds.max_drop, recorded_draws=thresholds.compile_samples,
-        samples=thresholds.samples, max_samples=thresholds.max_samples, confidence=thresholds.confidence)
+        samples=thresholds.samples, max_samples=thresholds.max_samples, confidence=thresholds.confidence,
+        short=sum(1 for draws in recorded.draws.values() if min(draws, default=1.0) < 1))
     target.devset_scores = _devset_scores(recorded, baseline, thresholds,
                                           score_interval(list(recorded.per_example.values()), thresholds.confidence),
                                           resolution=target.report.resolution)
