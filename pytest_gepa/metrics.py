@@ -52,18 +52,17 @@ def read_metric_result(result: Any) -> MetricResult:
 def metric_fingerprint(metric: Metric) -> str:
     """A content hash of the metric, so the artifact can tell when the metric changed.
 
-    Metrics built here (and rubrics) carry their own ``fingerprint``; for any other callable the
-    source text is hashed, falling back to its qualified name when there is no source.
+    Metrics built here (and rubrics) carry their own ``fingerprint``; for any other callable its
+    source is hashed with what it reads that the source does not spell out (a module-level metric
+    object or table, closure cells, defaults given by name, the user's own helpers): changing
+    ``EXACT = exact_match("category")`` changes the fingerprint of a metric that calls ``EXACT``.
     """
     own = getattr(metric, "fingerprint", None)
     if isinstance(own, str):
         return own
-    target = metric if inspect.isfunction(metric) or inspect.ismethod(metric) else type(metric)
-    try:
-        text = inspect.getsource(target)
-    except (OSError, TypeError):
-        text = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', repr(target))}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    from pytest_gepa.code_reads import fingerprint
+
+    return fingerprint(metric)
 
 
 def _prediction(score: float, feedback: str) -> Any:

@@ -108,9 +108,6 @@ def project(pytester: pytest.Pytester, scripted_server: world.ScriptedServer) ->
 @pytest.fixture
 def rubric_project(project: TriageProject) -> TriageProject:
     """The triage target scored by a judge rubric (the judge LM over HTTP too)."""
-    pytest.importorskip("pytest_gepa.rubric.judge")
-    if not hasattr(world, "JudgeSkill"):
-        pytest.skip("the scripted world has no judge yet")
     project.write_test(source=RUBRIC_TEST)
     (project.root / "rubrics").mkdir()
     (project.root / "rubrics" / "triage.yaml").write_text(RUBRIC)

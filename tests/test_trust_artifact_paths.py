@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import textwrap
+from pathlib import Path
 
 import pytest
 from conftest import TriageProject, literal
@@ -114,3 +115,31 @@ def test_an_artifact_compiled_for_another_test_is_stale_naming_both(triage_proje
         "Run `pytest --gepa-compile test_triage.py::test_triage_prompt` to recompile it.",
     ])
     result.stdout.fnmatch_lines(["*test_triage_prompt*gate*stale*"])
+
+
+@pytest.mark.parametrize("mode", ["compile", "gate"])
+@pytest.mark.parametrize("name", ["../x", "sub/../../x", "ABSOLUTE"], ids=["parent", "through-a-subfolder", "absolute"])
+def test_a_name_that_leaves_the_artifact_folder_is_an_error_and_nothing_is_written_outside(
+        triage_project: TriageProject, tmp_path: Path, name: str, mode: str) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    name = str(elsewhere / "x") if name == "ABSOLUTE" else name
+    triage_project.write_test(source=HEADER + "\ndef test_triage_prompt(gepa, gepa_examples):\n"
+                              + _body(" " * 4, name=name))
+    result = triage_project.compile() if mode == "compile" else triage_project.run()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        f"GepaError: gepa.compile(..., name={literal(repr(name))}) leaves the artifact folder "
+        "'*gepa_artifacts/test_triage': its artifact would be '*x.json'. A name must stay inside that folder: "
+        "give a plain name such as 'x', or move the folder with --gepa-artifact-dir.",
+    ])
+    assert sorted(triage_project.root.rglob("*.json")) == [], "a file was written for the refused name"
+    assert not elsewhere.exists()
+
+
+def test_a_name_inside_a_subfolder_of_the_artifact_folder_is_kept_there(triage_project: TriageProject) -> None:
+    triage_project.write_test(source=HEADER + "\ndef test_triage_prompt(gepa, gepa_examples):\n"
+                              + _body(" " * 4, name="intents/refund"))
+    triage_project.compile().assert_outcomes(passed=1)
+    assert [p.relative_to(triage_project.root).as_posix() for p in triage_project.root.rglob("*.json")] == [
+        "gepa_artifacts/test_triage/intents/refund.json"]
+    triage_project.run().assert_outcomes(passed=1)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import TRIAGE_TEST, TriageProject, literal
+from conftest import TRIAGE_TEST, TriageProject, literal, write_split_triage_data
 from test_gate import BASE_INSTRUCTION
 
 REJECTED = "test_triage_prompt.rejected.json"
@@ -152,3 +152,26 @@ def test_kept_and_rejected_read_the_same_under_xdist(triage_project: TriageProje
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*test_triage_prompt*compile*kept*"])
     assert triage_project.artifact.read_bytes() == before
+
+
+def test_a_promoted_candidate_records_fresh_draws_not_those_that_promoted_it(triage_project: TriageProject,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # The noisy world: a quarter of the inputs answered wrong on one call in five. The draws that
+    # won the comparison are the lucky ones; recording them would start the artifact's record high.
+    write_split_triage_data(triage_project.data, n=160)
+    triage_project.write_test(min_score=0.5, max_drop=0.5)
+    monkeypatch.setenv("GEPA_TEST_NOISE", "noise=0.2,borderline=0.25,seed=0")
+    quiet = ("-W", "ignore::pytest_gepa.errors.GepaWarning")
+    triage_project.compile(*quiet).assert_outcomes(passed=1)
+    _naive_artifact(triage_project)  # a current artifact the candidate beats
+    result = triage_project.compile("--gepa-report", "report.json", *quiet)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*test_triage_prompt*compile*compiled*"])
+    decided = {row["id"]: row["score"]
+               for row in json.loads((triage_project.root / "report.json").read_text())["targets"][0]["per_example"]}
+    devset = json.loads(triage_project.artifact.read_text())["scores"]["devset"]
+    assert devset["per_example"].keys() == decided.keys() and len(decided) == 40
+    assert devset["per_example"] != decided, "the artifact records the very draws that promoted the candidate"
+    # One draw per example decided; three others, drawn after, are what the artifact records.
+    assert {len(draws) for draws in devset["draws"].values()} == {3}
+    assert all(sum(draws) / 3 == devset["per_example"][eid] for eid, draws in devset["draws"].items())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import TriageProject
 from world.triage import find_convention
 
@@ -37,10 +38,12 @@ def _relabel_test_rows_to_the_naive_reading(project: TriageProject) -> int:
     return changed
 
 
-def test_a_gateless_candidate_worse_than_the_baseline_is_rejected_not_written(triage_project: TriageProject) -> None:
+@pytest.mark.parametrize("ini", [(), ("-o", "gepa_max_drop=0.05")], ids=["no ini threshold", "ini max_drop"])
+def test_a_gateless_candidate_worse_than_the_baseline_is_rejected_not_written(triage_project: TriageProject,
+                                                                             ini: tuple[str, ...]) -> None:
     triage_project.write_test(source=GATELESS_TEST)
     assert _relabel_test_rows_to_the_naive_reading(triage_project) >= 4
-    result = triage_project.compile("-o", "gepa_max_drop=0.05")
+    result = triage_project.compile(*ini)
     # The candidate is judged in the teardown (after the test's own asserts): pytest shows an error there.
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*rejected*", "*the unoptimized program*"])

@@ -9,6 +9,7 @@ In a model matrix every file carries the model: ``<name>@<model-slug>.json``.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -38,6 +39,22 @@ def model_slug(model: str) -> str:
 def file_stem(name: str, model: str | None) -> str:
     """A target's file stem: its name, and in a model matrix ``@<model-slug>``."""
     return name if model is None else f"{name}@{model_slug(model)}"
+
+
+def target_path(folder: Path, stem: str) -> Path:
+    """``folder/<stem>.json`` with any ``..`` resolved (a stem may name a subfolder)."""
+    return Path(os.path.normpath(folder / f"{stem}.json"))
+
+
+def is_inside(folder: Path, path: Path) -> bool:
+    """Does ``path`` stay inside ``folder``? A name such as ``'../x'`` or an absolute path would
+    write over files the test never owned."""
+    return Path(os.path.normpath(folder)) in path.parents
+
+
+def plain_name(name: str) -> str:
+    """A name that stays in its folder, from one that does not: its last part, made file-safe."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(name).name).strip("-.") or "target"
 
 
 def without_param(nodeid: str, param_id: str) -> str:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pytest_gepa.artifact import provenance
-from pytest_gepa.artifact.paths import artifact_folder, default_name, file_stem
+from pytest_gepa.artifact.paths import artifact_folder, default_name, file_stem, is_inside, plain_name, target_path
 from pytest_gepa.artifact.store import ArtifactStore
 from pytest_gepa.errors import GepaError, OptimizerError, redact
 from pytest_gepa.flows import gate as gate_flow
@@ -123,7 +123,11 @@ class GepaHandle:
         if name in self._targets:
             raise GepaError(f"this test already compiled a program named {name!r}; names must be unique")
         folder = artifact_folder(ctx.test_file, ctx.rootdir, ctx.settings.artifact_dir)
-        path = folder / f"{file_stem(name, ctx.model)}.json"
+        path = target_path(folder, file_stem(name, ctx.model))
+        if not is_inside(folder, path):
+            raise GepaError(f"gepa.compile(..., name={name!r}) leaves the artifact folder '{folder}': its artifact "
+                            f"would be '{path}'. A name must stay inside that folder: give a plain name such as "
+                            f"{plain_name(name)!r}, or move the folder with --gepa-artifact-dir.")
         ctx.session.claim(path, ctx.nodeid)
         report = TargetReport(nodeid=ctx.nodeid, name=name, mode=ctx.settings.mode, artifact=str(path),
                               model=ctx.model, matrix_target=None if ctx.model is None else
