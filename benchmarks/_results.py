@@ -18,7 +18,7 @@ from pathlib import Path
 
 from _harness import REPO, Report
 
-BLOCKS = ("analysis", "verdicts", "noisy", "resume")  # resume: written by benchmarks/resume.py's run, by hand
+BLOCKS = ("analysis", "verdicts", "noisy", "resume", "promotion")  # resume, promotion: standalone scripts, pasted by hand
 
 
 COLUMNS = ("metric", "plugin", "baseline", "ratio", "target", "ok?")

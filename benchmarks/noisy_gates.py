@@ -8,10 +8,11 @@ the artifact with ``--gepa-samples 3`` and ``max_drop=0.05`` (the simulation's);
 ``regress=0.25`` planted (a quarter of the non-borderline inputs answered wrong on every call). Each
 outcome (passed / failed / inconclusive) comes from the session's ``--gepa-report`` JSON.
 
-Next to the counts: the rate ``decide`` gives in ``--reruns`` simulated reruns of this very devset
-(which inputs the world makes borderline and which it breaks, with the recorded scores of the
-artifact), and the cell of the verdicts table nearest to it (whose recordings are noisy too, and
-whose deterministic examples are 80% right).
+Next to the counts: the rates the gate's own staged decision (``decide_in_stages``, second look
+included) gives in ``--reruns`` simulated reruns of this very devset (which inputs the world makes
+borderline and which it breaks, against the draws the artifact recorded), and the cell of the
+verdicts table nearest to it (whose recordings are noisy too, and whose deterministic examples are
+80% right).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 from _harness import (
@@ -43,7 +45,7 @@ from verdicts import DROPS, SIZES
 from verdicts import simulate as simulate_cell
 
 from pytest_gepa.data.ids import input_hash_id
-from pytest_gepa.verdict.thresholds import decide
+from pytest_gepa.verdict.stages import decide_in_stages
 
 TITLE = "verdicts in real pytest runs against the noisy HTTP world, next to the simulation"
 NOISE, BORDERLINE, REGRESS, SAMPLES, MAX_DROP, CONFIDENCE = 0.2, 0.25, 0.25, 3, 0.05, 0.95
@@ -83,14 +85,15 @@ def gate_once(project: TriageHttpProject, env: dict[str, str], noise: str, repor
     return target
 
 
-def devset_cases(project: TriageHttpProject, regress: float) -> tuple[dict[str, float], set[str], set[str]]:
-    """The artifact's recorded scores by example id, and which test inputs the world makes borderline
+def devset_cases(project: TriageHttpProject, regress: float
+                 ) -> tuple[dict[str, list[float]], set[str], set[str]]:
+    """The artifact's recorded draws by example id, and which test inputs the world makes borderline
     and which it breaks (the same inputs under every seed: a stable hash of each input)."""
     sys.path.insert(0, str(REPO / "tests"))
     from world.noise import Noise
 
     world_noise = Noise(noise=NOISE, borderline=BORDERLINE, regress=regress)
-    recorded = dict(read_json(project.artifact)["scores"]["devset"]["per_example"])
+    recorded = {eid: list(draws) for eid, draws in read_json(project.artifact)["scores"]["devset"]["draws"].items()}
     borderline, broken = set(), set()
     for line in project.data.read_text(encoding="utf-8").splitlines():
         row = json.loads(line) if line.strip() else None
@@ -105,23 +108,27 @@ def devset_cases(project: TriageHttpProject, regress: float) -> tuple[dict[str, 
     return recorded, borderline, broken
 
 
-def simulate(recorded: dict[str, float], borderline: set[str], broken: set[str], reruns: int) -> Counter[str]:
-    """``decide``'s outcomes over simulated reruns of this devset: each borderline example wrong on a
-    call with probability NOISE, each broken one wrong on every call, the rest as recorded."""
+def simulate(recorded: dict[str, list[float]], borderline: set[str], broken: set[str], reruns: int) -> Counter[str]:
+    """The gate's staged decision over simulated reruns of this devset: each borderline example wrong
+    on a call with probability NOISE, each broken one wrong on every call, the rest as recorded (the
+    artifact was compiled on the clean world, so its draws of an example agree)."""
     rng = random.Random(f"noisy-gates-{len(recorded)}-{len(borderline)}-{len(broken)}")
+    per_example = {eid: mean(draws) for eid, draws in recorded.items()}
+
+    def draw(eid: str, k: int) -> list[float]:
+        if eid in broken:
+            return [0.0] * k
+        if eid in borderline and per_example[eid] > 0:
+            return [float(rng.random() >= NOISE) for _ in range(k)]
+        return [per_example[eid]] * k
+
     outcomes: Counter[str] = Counter()
     for _ in range(reruns):
-        now = {}
-        for eid, then in recorded.items():
-            if eid in broken:
-                now[eid] = 0.0
-            elif eid in borderline and then > 0:
-                now[eid] = sum(rng.random() >= NOISE for _ in range(SAMPLES)) / SAMPLES
-            else:
-                now[eid] = then
-        verdict = decide(now, min_score=None, max_drop=MAX_DROP, recorded=recorded, confidence=CONFIDENCE,
-                         samples=SAMPLES)
-        outcomes[verdict.status] += 1
+        today = {eid: draw(eid, SAMPLES) for eid in recorded}
+        staged = decide_in_stages(today, lambda plan: {eid: draw(eid, k) for eid, k in plan.items()},
+                                  min_score=None, max_drop=MAX_DROP, recorded=per_example, recorded_draws=recorded,
+                                  confidence=CONFIDENCE, samples=SAMPLES, max_samples=3 * SAMPLES)
+        outcomes[staged.verdict.status] += 1
     return outcomes
 
 
@@ -149,8 +156,8 @@ def bench(ctx: Context) -> None:
         f"clean world, then gated by real pytest sessions against `python -m world.server` in noise mode "
         f"(`noise={NOISE:g},borderline={BORDERLINE:g},seed=N`, one server and one seed per session), "
         f"`--gepa-samples {SAMPLES}`, `max_drop={MAX_DROP}`, confidence {CONFIDENCE}. Outcomes are "
-        "passed / inconclusive / failed. *simulated* is `decide` on this very devset (the inputs the world "
-        f"makes borderline or breaks, the artifact's recorded scores) over {args.reruns} seeded reruns.",
+        "passed / inconclusive / failed. *simulated* is the gate's staged decision on this very devset (the inputs "
+        f"the world makes borderline or breaks, the draws the artifact recorded) over {args.reruns} seeded reruns.",
         "",
         "| world | real sessions | outcomes (passed / inconcl. / failed) | simulated, this devset | "
         "nearest verdicts cell | borderline / broken examples | scores seen |",
