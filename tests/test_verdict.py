@@ -6,11 +6,11 @@ from collections.abc import Collection
 
 import pytest
 
+from pytest_gepa.verdict.conditional import conditional_resolution
 from pytest_gepa.verdict.thresholds import (
     Comparison,
     Verdict,
     compare_candidate,
-    conditional_resolution,
     decide,
     devset_resolution,
     resolution_note,
@@ -206,10 +206,15 @@ def test_compare_candidate_counts_only_examples_scored_for_both() -> None:
     assert "on the same 10 examples (val and devset)" in comparison.reason
 
 
+def steady(*means: float) -> dict[str, list[float]]:
+    """Recorded draws of a model that answers the same way every time: three equal draws each."""
+    return {f"ex{i}": [mean] * 3 for i, mean in enumerate(means)}
+
+
 def test_conditional_resolution_counts_the_falls_the_staged_test_detects() -> None:
     # One example falling: 3/3 -> 0/1 is p = 1/4, but the second look's 8 more draws make it 1/165.
-    assert conditional_resolution(4, 0.05, recorded_draws=3, samples=1, max_samples=3) == (0.25, None)
-    smallest, note = conditional_resolution(20, 0.05, recorded_draws=3, samples=1, max_samples=1)
+    assert conditional_resolution(steady(1, 1, 1, 1), 0.05, samples=1, max_samples=3) == (0.25, None)
+    smallest, note = conditional_resolution(steady(*[1] * 20), 0.05, samples=1, max_samples=1)
     assert smallest == pytest.approx(3 / 20)  # one look at 0.05: (1/4)^3
     assert note == ("this devset of 20 examples, each scored once against 3 recorded draws, resolves drops of 0.15 "
                     "or more (3 examples falling); max_drop 0.05 is finer than that: raise gepa_samples or "
@@ -218,17 +223,25 @@ def test_conditional_resolution_counts_the_falls_the_staged_test_detects() -> No
 
 def test_conditional_resolution_counts_the_examples_wrong_anyway_that_share_the_second_look() -> None:
     # The shipped triage example: one ticket of ten right. The second look's 20 draws go to every
-    # ticket short of full marks today, 2 each, and 3/3 -> 0/2 is p = 1/10: one ticket falling is
-    # not resolved, and none but that one can fall.
-    assert conditional_resolution(10, 0.05, recorded_draws=3, samples=1, max_samples=3) == (0.1, None)
-    assert conditional_resolution(10, 0.05, recorded_draws=3, samples=1, max_samples=3, short=9)[0] == 1.0
-    _, note = conditional_resolution(10, 0.05, recorded_draws=3, samples=1, max_samples=3, short=9)
+    # ticket short of full marks today, 2 each, and 3/3 -> 0/2 is p = 1/10: the one ticket that can
+    # fall is not resolved.
+    smallest, note = conditional_resolution(steady(1, *[0] * 9), 0.05, samples=1, max_samples=3)
+    assert smallest == 1.0
     assert note == ("this devset of 10 examples, each scored once against 3 recorded draws, cannot resolve any drop; "
                     "max_drop 0.05 cannot be checked: raise gepa_samples or gepa_max_samples, or add examples")
-    # Three draws a gate (--gepa-samples 3): 3/3 -> 0/3 then 0/6 more resolves it.
-    assert conditional_resolution(10, 0.05, recorded_draws=3, samples=3, max_samples=9, short=9) == (0.1, None)
+    # Three draws a gate (--gepa-samples 3): 3/3 -> 0/3, then 0/6 more, resolves it.
+    assert conditional_resolution(steady(1, *[0] * 9), 0.05, samples=3, max_samples=9) == (0.1, None)
     # Two of ten wrong anyway leave the budget to the fallen: one ticket falling is resolved.
-    assert conditional_resolution(10, 0.05, recorded_draws=3, samples=1, max_samples=3, short=2) == (0.1, None)
+    assert conditional_resolution(steady(*[1] * 8, 0, 0), 0.05, samples=1, max_samples=3) == (0.1, None)
+
+
+def test_graded_examples_below_full_marks_can_fall_too() -> None:
+    # The pipeline example: six messages scored 0, 0.5 or 1, none at full marks. A message at 0.5
+    # that scores 0 today is a fall like any other (3 draws of 0.5, then 0 on every draw).
+    assert conditional_resolution(steady(0.5, 0.5, 0, 0, 0.5, 0), 0.05, samples=3, max_samples=9) == (
+        pytest.approx(0.5 / 6), None)
+    smallest, note = conditional_resolution(steady(0.5, 0.5, 0, 0, 0.5, 0), 0.05, samples=1, max_samples=1)
+    assert smallest == pytest.approx(1.5 / 6) and note is not None and "(3 examples falling)" in note
 
 
 def test_resolution_note_warns_only_when_max_drop_is_finer_than_the_devset() -> None:

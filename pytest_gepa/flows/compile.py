@@ -50,8 +50,9 @@ from pytest_gepa.optimizer import resume
 from pytest_gepa.optimizer.outcome import OptimizationRun
 from pytest_gepa.optimizer.run import NothingToReflectOn, run_optimizer
 from pytest_gepa.usage import ROLES, RoleCounter
+from pytest_gepa.verdict.conditional import conditional_resolution
 from pytest_gepa.verdict.statistics import score_interval
-from pytest_gepa.verdict.thresholds import conditional_resolution, decide
+from pytest_gepa.verdict.thresholds import decide
 
 # An LM failing this often (after dspy's own retries) stops a compile early.
 MIN_FAILURES_TO_STOP = 3
@@ -274,9 +275,8 @@ def gate_candidate(ctx: BuildContext, target: Target, program: Any, devset: Sequ
     recorded = score(ctx, target, program, devset, metric, samples=thresholds.compile_samples,
                      first_draw=RECORDED_DRAWS, what="the candidate (recording its draws)")
     target.report.resolution, note = conditional_resolution(
-        len(recorded.scored), thresholds.max_drop, recorded_draws=thresholds.compile_samples,
-        samples=thresholds.samples, max_samples=thresholds.max_samples, confidence=thresholds.confidence,
-        short=sum(1 for draws in recorded.draws.values() if min(draws, default=1.0) < 1))
+        recorded.draws, thresholds.max_drop, samples=thresholds.samples, max_samples=thresholds.max_samples,
+        confidence=thresholds.confidence)
     target.devset_scores = _devset_scores(recorded, baseline, thresholds,
                                           score_interval(list(recorded.per_example.values()), thresholds.confidence),
                                           resolution=target.report.resolution)

@@ -239,3 +239,46 @@ def falls_to_detect(recorded_draws: int, today_draws: int, level: float) -> int:
     probability 1 / C(m + k, k)."""
     each = 1 / math.comb(recorded_draws + today_draws, today_draws)
     return max(1, math.ceil(math.log(level) / math.log(each) + _EPS)) if each < 1 else 10**9
+
+
+def conditional_resolution(recorded: Mapping[str, Sequence[float]], max_drop: float | None, *, samples: int,
+                           max_samples: int, confidence: float = 0.95) -> tuple[float, str | None]:
+    """The smallest drop the staged conditional test resolves on these recorded draws, and the note
+    for a finer ``max_drop``; 1.0 when no fall that can happen is resolved.
+
+    A fall is an example scoring nothing today on every draw after scoring above 0 on every recorded
+    one, nothing else moving. The first look has ``samples`` draws each; the second spreads the rest
+    of the ``max_samples`` budget over every example short of full marks today: the fallen ones and
+    those short anyway (on a steady model, whatever was short when recorded). The smallest drop is
+    the smallest falls detected, smallest scores first. Noise takes draws and evidence too, so on a
+    noisy model the figure is optimistic (benchmarks/verdicts.py measures it).
+    """
+    n = len(recorded)
+    draws = [list(d) for d in recorded.values() if d]
+    if n == 0 or not draws:
+        return 1.0, None
+    m = min(len(d) for d in draws)
+    first, second = stage_levels(1 - confidence, staged=max_samples > samples)
+    short = sum(1 for d in draws if min(d) < 1 - _EPS)
+    partial = sorted(sum(d) / len(d) for d in draws if min(d) > _EPS and min(d) < 1 - _EPS)
+    perfect = [1.0] * sum(1 for d in draws if min(d) >= 1 - _EPS)
+    can_fall = partial + perfect  # smallest first: the smallest drops
+    first_look = falls_to_detect(m, samples, first)
+    extra = (max_samples - samples) * n
+    needed = None
+    for falls in range(1, len(can_fall) + 1):
+        spread = short + max(0, falls - len(partial))  # a fall from full marks is one more example short
+        each = extra // spread if spread else 0
+        if falls >= first_look or (second and each >= 1 and falls_to_detect(m, each, second) <= falls):
+            needed = falls
+            break
+    smallest = 1.0 if needed is None else sum(can_fall[:needed]) / n
+    if max_drop is None or max_drop + _EPS >= smallest or needed == 1:
+        return smallest, None
+    said = (f"this devset of {n} examples, each scored {'once' if samples == 1 else f'{samples} times'} against "
+            f"{m} recorded draws, ")
+    fix = "raise gepa_samples or gepa_max_samples, or add examples"
+    if needed is None:
+        return smallest, said + f"cannot resolve any drop; max_drop {max_drop:.2f} cannot be checked: {fix}"
+    return smallest, said + (f"resolves drops of {smallest:.2f} or more ({needed} examples falling); max_drop "
+                             f"{max_drop:.2f} is finer than that: {fix}")

@@ -18,9 +18,7 @@ from pytest_gepa.verdict.conditional import (
     Draws,
     conditional_drop,
     devset_bound,
-    falls_to_detect,
     observable,
-    stage_levels,
 )
 from pytest_gepa.verdict.statistics import PairedDrop
 
@@ -365,36 +363,3 @@ def devset_resolution(per_example_scores: Sequence[float], max_drop: float | Non
                              per_example_variances=per_example_variances)
     return smallest, resolution_note(max_drop, smallest, n=len(per_example_scores), samples=samples,
                                      examples=examples, samples_needed=more)
-
-
-def conditional_resolution(n: int, max_drop: float | None, *, recorded_draws: int, samples: int, max_samples: int,
-                           confidence: float = 0.95, short: int = 0) -> tuple[float, str | None]:
-    """The smallest drop the conditional test resolves on ``n`` examples, and the note for a finer max_drop.
-
-    It counts examples falling from right on every recorded draw to wrong on every draw today: the
-    first look with ``samples`` draws each, the second with the rest of the ``max_samples`` budget
-    spread over the fallen examples and the ``short`` ones that fell short of full marks on some
-    recorded draw (on a steady model they are short today too, and take their share). Noise takes
-    draws and evidence too: on a noisy model the figure is optimistic (benchmarks/verdicts.py).
-    """
-    alpha = 1 - confidence
-    if n <= 0:
-        return 1.0, None
-    first, second = stage_levels(alpha, staged=max_samples > samples)
-    needed = falls_to_detect(recorded_draws, samples, first)
-    extra = (max_samples - samples) * n
-    for falls in range(1, min(needed, n - short + 1)):
-        each = extra // (falls + short)
-        if second and each >= 1 and falls_to_detect(recorded_draws, each, second) <= falls:
-            needed = falls
-            break
-    smallest = needed / n if needed <= n - short else 1.0  # 1.0: no fall that can happen is resolved
-    if max_drop is None or max_drop + _EPS >= smallest or smallest <= 1 / n + _EPS:
-        return smallest, None
-    scored = "once" if samples == 1 else f"{samples} times"
-    said = f"this devset of {n} examples, each scored {scored} against {recorded_draws} recorded draws, "
-    fix = "raise gepa_samples or gepa_max_samples, or add examples"
-    if needed > n - short:
-        return smallest, said + f"cannot resolve any drop; max_drop {max_drop:.2f} cannot be checked: {fix}"
-    return smallest, said + f"resolves drops of {smallest:.2f} or more ({needed} examples falling); max_drop " \
-        f"{max_drop:.2f} is finer than that: {fix}"
