@@ -18,6 +18,7 @@ from conftest import TriageProject, write_split_triage_data
 from world.engine import World
 from world.noise import Noise
 from world.triage import CONVENTIONS
+from world.triage8 import triage8_splits
 
 from pytest_gepa.evaluate import evaluate
 from pytest_gepa.metrics import exact_match
@@ -156,6 +157,25 @@ def test_the_draws_are_paid_from_the_budget() -> None:
     # (one minibatch pair and one validation pass) past its budget, as it does without draws.
     assert lm_world.calls["task"] == run.metric_calls
     assert run.metric_calls is not None and run.metric_calls <= budget + 2 * 3 + len(_splits()["val"])
+
+
+def test_validation_scores_are_scores_of_the_validation_examples() -> None:
+    """gepa's evaluation cache keys a score by its example's position in its own list: turned on with a
+    validation split, a candidate's validation score at position k was its minibatch score on training
+    example k (in the eight-rule world a candidate missing a rule read 1.0 and stopped the run)."""
+    lm_world = World(task="triage8")
+    splits = triage8_splits()
+    metric = exact_match("category")
+    run = run_optimizer("gepa", dspy.ChainOfThought(world.Triage), splits["train"], splits["val"], metric,
+                        task_lm=world.scripted_lm("task", lm_world),
+                        reflection_lm=world.scripted_lm("reflection", lm_world), budget="light", seed=0, threads=4,
+                        stop_at=1.0, patience=None, watch=_Watch(), progress=lambda line: None, options={})
+    results = run.program.detailed_results
+    assert len(results.candidates) > 5
+    clean = world.scripted_lm("task", World(task="triage8"))
+    for candidate, recorded in zip(results.candidates, results.val_subscores, strict=True):
+        real = evaluate(candidate, splits["val"], metric, lm=clean, threads=4)
+        assert dict(recorded) == {i: result.score for i, result in enumerate(real.results)}
 
 
 # ---------------------------------------------------------------- what a user sees

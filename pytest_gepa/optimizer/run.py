@@ -144,9 +144,11 @@ def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metri
     observer = CompileObserver(progress=progress)
     gepa_kwargs = dict(options.pop("gepa_kwargs", {}) or {})
     refuse_state_dirs(options, gepa_kwargs)  # with the cache off too: state is never loaded from elsewhere
-    # The same candidate is often scored on the same example twice (minibatch, then full val);
-    # GEPA can remember those scores instead of paying for the LM calls again.
-    gepa_kwargs.setdefault("cache_evaluation", True)
+    # gepa's evaluation cache keys a score on (candidate, example id), and an id is a position in its own
+    # list: with a validation split of its own, a candidate's validation score at position 3 would be read
+    # from its minibatch score on training example 3. Only where dspy validates on the training set
+    # (no validation split) is a remembered score a score of the same example.
+    gepa_kwargs.setdefault("cache_evaluation", not valset)
     gepa_kwargs["callbacks"] = [*gepa_kwargs.get("callbacks", []), observer]
     early_stop = EarlyStop(stop_at=stop_at, patience=patience, must_stop=watch.must_stop)
     interrupt = GracefulInterrupt(progress)
