@@ -135,18 +135,8 @@ def test_noise_free_the_draws_change_nothing_and_cost_under_a_tenth_more() -> No
     assert drawn.program.predict.signature.instructions == plain.program.predict.signature.instructions
     assert (drawn.val_optimized, drawn_test) == (plain.val_optimized, plain_test) == (1.0, 1.0)
     assert sum(drawn_world.calls.values()) <= 1.1 * sum(plain_world.calls.values())
-    assert drawn.decisions is not None and "answered every re-draw alike" in drawn.decisions
+    assert drawn.decisions is not None and "never answered a request two ways" in drawn.decisions
     assert plain.decision_draws == 0 and plain.selection is None and plain.decisions is None
-
-
-def test_noisy_close_calls_get_more_draws_and_the_pick_is_recorded() -> None:
-    run, _, test = _compile(0.1, 4, 3)
-    assert run.decision_draws > 0
-    assert run.decisions is not None and "answered every re-draw alike" not in run.decisions
-    assert run.selection is not None
-    assert len(run.selection["compared"]) >= 2 and run.selection["picked"] in run.selection["compared"]
-    assert run.selection["max_draws_per_example"] == 3
-    assert rules_learned(run.program.predict.signature.instructions) == len(CONVENTIONS) and test == 1.0
 
 
 def test_the_draws_are_paid_from_the_budget() -> None:

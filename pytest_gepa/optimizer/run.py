@@ -15,6 +15,7 @@ from typing import Any
 from pytest_gepa.errors import OptimizerError
 from pytest_gepa.metrics import Metric, takes_gepa_arguments
 from pytest_gepa.optimizer import draws as decisions
+from pytest_gepa.optimizer.final_pick import pick_final
 from pytest_gepa.optimizer.keeper import (
     CompileInterrupted,
     GracefulInterrupt,
@@ -188,7 +189,7 @@ def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metri
     if draws.samples > 1 and scores:
         before = draws.spent
         with dspy.context(lm=task_lm):
-            pick = decisions.pick_final(draws, results)
+            pick = pick_final(draws, results)
         if pick is not None and pick.picked != best:
             best, optimized = pick.picked, results.candidates[pick.picked]
             optimized.detailed_results = results  # as dspy's own pick carries them
