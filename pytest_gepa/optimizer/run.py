@@ -15,6 +15,7 @@ from typing import Any
 from pytest_gepa.errors import OptimizerError
 from pytest_gepa.metrics import Metric, takes_gepa_arguments
 from pytest_gepa.optimizer import draws as decisions
+from pytest_gepa.optimizer.final_pick import pick_final
 from pytest_gepa.optimizer.keeper import (
     CompileInterrupted,
     GracefulInterrupt,
@@ -144,9 +145,11 @@ def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metri
     observer = CompileObserver(progress=progress)
     gepa_kwargs = dict(options.pop("gepa_kwargs", {}) or {})
     refuse_state_dirs(options, gepa_kwargs)  # with the cache off too: state is never loaded from elsewhere
-    # The same candidate is often scored on the same example twice (minibatch, then full val);
-    # GEPA can remember those scores instead of paying for the LM calls again.
-    gepa_kwargs.setdefault("cache_evaluation", True)
+    # gepa's evaluation cache keys a score on (candidate, example id), and an id is a position in its own
+    # list: with a validation split of its own, a candidate's validation score at position 3 would be read
+    # from its minibatch score on training example 3. Only where dspy validates on the training set
+    # (no validation split) is a remembered score a score of the same example.
+    gepa_kwargs.setdefault("cache_evaluation", not valset)
     gepa_kwargs["callbacks"] = [*gepa_kwargs.get("callbacks", []), observer]
     early_stop = EarlyStop(stop_at=stop_at, patience=patience, must_stop=watch.must_stop)
     interrupt = GracefulInterrupt(progress)
@@ -186,7 +189,7 @@ def run_gepa(program: Any, trainset: list[Any], valset: list[Any], metric: Metri
     if draws.samples > 1 and scores:
         before = draws.spent
         with dspy.context(lm=task_lm):
-            pick = decisions.pick_final(draws, results)
+            pick = pick_final(draws, results)
         if pick is not None and pick.picked != best:
             best, optimized = pick.picked, results.candidates[pick.picked]
             optimized.detailed_results = results  # as dspy's own pick carries them

@@ -4,6 +4,8 @@
 the same :class:`World` as an OpenAI-compatible endpoint on 127.0.0.1 for the litellm path.
 ``World(noise=0.2, borderline=0.25, seed=7)`` answers like a model sampled at temperature > 0, and
 ``World(block=Block(after=N, marker=path))`` stops a run dead at a known point (see ``noise.py``).
+``World(task="triage8")`` (or ``GEPA_TEST_WORLD=triage8``) plays the eight-rule task whose reflector
+noise can mislead (see ``triage8.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from .engine import (
+    TASK_ENV,
+    TASKS,
     AsyncScriptedEngine,
     OutputField,
     Prompt,
@@ -42,6 +46,17 @@ from .triage import (
     triage_rows,
     write_triage_jsonl,
 )
+from .triage8 import (
+    CONVENTIONS8,
+    FALLBACK,
+    Triage8Reflector,
+    Triage8Student,
+    classify8,
+    rules_learned8,
+    triage8_rows,
+    triage8_splits,
+    write_triage8_jsonl,
+)
 
 if TYPE_CHECKING:
     from .server import ChatRequest, HTTPReply, ScriptedServer, prime_litellm
@@ -60,7 +75,11 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CATEGORIES",
     "CONVENTIONS",
+    "CONVENTIONS8",
+    "FALLBACK",
     "INSTRUCTION",
+    "TASKS",
+    "TASK_ENV",
     "AsyncScriptedEngine",
     "Block",
     "Blocked",
@@ -75,16 +94,23 @@ __all__ = [
     "ScriptedServer",
     "Skill",
     "Triage",
+    "Triage8Reflector",
+    "Triage8Student",
     "TriageReflector",
     "TriageStudent",
     "Truth",
     "World",
+    "classify8",
     "parse_prompt",
     "prime_litellm",
     "render",
+    "rules_learned8",
     "scripted_lm",
+    "triage8_rows",
+    "triage8_splits",
     "triage_examples",
     "triage_metric",
     "triage_rows",
+    "write_triage8_jsonl",
     "write_triage_jsonl",
 ]

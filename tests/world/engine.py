@@ -15,6 +15,7 @@ compatibility path is touched.
 from __future__ import annotations
 
 import json
+import os
 import re
 import textwrap
 import threading
@@ -203,7 +204,9 @@ class World:
     ``noise``, ``borderline``, ``regress`` and ``seed`` switch on the noise mode, ``block`` the
     blocking world (see :mod:`world.noise`). Given none of the noise knobs, the world reads
     ``GEPA_TEST_NOISE``; without ``block``, ``GEPA_TEST_BLOCK_AFTER``. Unset, the world is exactly
-    the deterministic one.
+    the deterministic one. ``task`` (default ``GEPA_TEST_WORLD``, else ``"triage"``) picks the skills
+    when ``skills`` is not given: ``"triage8"`` is the eight-rule task whose reflector noise can
+    mislead (:mod:`world.triage8`).
     """
 
     def __init__(
@@ -215,12 +218,11 @@ class World:
         regress: float | None = None,
         seed: int | None = None,
         block: Block | None = None,
+        task: str | None = None,
     ) -> None:
+        self.task = task if task is not None else (os.environ.get(TASK_ENV, "").strip() or "triage")
         if skills is None:
-            from .judge import JudgeSkill  # these modules import this one
-            from .triage import TriageReflector, TriageStudent
-
-            skills = (TriageStudent(), TriageReflector(), JudgeSkill())
+            skills = default_skills(self.task)
         self.skills: list[Skill] = list(skills)
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -264,9 +266,31 @@ class World:
         # The inputs, not the instruction, name the case: the same ticket is borderline under
         # every candidate instruction, and its call number counts across them.
         key = json.dumps(dict(prompt.inputs), sort_keys=True, ensure_ascii=False)
-        asked = self._noise_state.ask(key)
-        answer = self.noise.answer(key, asked, given=given, truth=truth.value, options=truth.options)
+        # The eight-rule world counts calls per (instruction, inputs): two candidates asked the same
+        # ticket at once (a paired re-draw) then get the same answers whichever thread comes first.
+        counted = key if self.task == "triage" else f"{prompt.instruction}\0{key}"
+        asked = self._noise_state.ask(counted)
+        answer = self.noise.answer(key, asked, given=given, truth=truth.value, options=truth.options,
+                                   stream=None if counted == key else counted)
         return values if answer == given else {**values, truth.field: answer}
+
+
+TASK_ENV = "GEPA_TEST_WORLD"
+TASKS = ("triage", "triage8")
+
+
+def default_skills(task: str) -> tuple[Skill, ...]:
+    """The skills of a world playing ``task``: ``triage`` (five conventions, the default) or
+    ``triage8`` (eight, with a reflector noise can mislead: see ``triage8.py``)."""
+    from .judge import JudgeSkill  # these modules import this one
+    from .triage import TriageReflector, TriageStudent
+    from .triage8 import Triage8Reflector, Triage8Student
+
+    if task == "triage":
+        return (TriageStudent(), TriageReflector(), JudgeSkill())
+    if task == "triage8":
+        return (Triage8Student(), Triage8Reflector(), JudgeSkill())
+    raise ValueError(f"{TASK_ENV}: the world plays one of {', '.join(TASKS)}, got {task!r}")
 
 
 def word_count(text: str) -> int:

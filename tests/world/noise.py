@@ -94,15 +94,19 @@ class Noise:
     def is_regressed(self, key: str) -> bool:
         return not self.is_borderline(key) and unit("regress", key) < self.regress
 
-    def answer(self, key: str, asked: int, *, given: str, truth: str, options: Sequence[str]) -> str:
-        """The answer to the ``asked``-th (0-based) call on input ``key``, whose student said ``given``."""
+    def answer(self, key: str, asked: int, *, given: str, truth: str, options: Sequence[str],
+               stream: str | None = None) -> str:
+        """The answer to the ``asked``-th (0-based) call on input ``key``, whose student said ``given``.
+
+        ``stream`` (default: ``key``) names the sequence of calls ``asked`` counts in, when that is
+        narrower than the input (the eight-rule world's calls per instruction and input)."""
         wrong = [option for option in options if option != truth]
         if not wrong:
             return given
         if self.is_regressed(key):
             return wrong[int(unit("regress-answer", key) * len(wrong))]
         if self.noise > 0 and self.is_borderline(key):
-            draw = random.Random(f"{self.seed}\0{key}\0{asked}")  # str seeds hash with sha512: stable
+            draw = random.Random(f"{self.seed}\0{stream or key}\0{asked}")  # str seeds hash with sha512: stable
             if draw.random() < self.noise:
                 return draw.choice(wrong)
         return given

@@ -6,9 +6,11 @@ model: ``dspy.LM("openai/task", api_base=server.base_url, api_key="sk-test")``.
 
 Run standalone (from the repository root) with::
 
-    PYTHONPATH=tests python -m world.server --port 8765 [--latency 0.05] [--noise "noise=0.2,seed=7"]
+    PYTHONPATH=tests python -m world.server --port 8765 [--latency 0.05] [--noise "noise=0.2,seed=7"] \
+        [--world triage8]
 
-The world it serves honours ``GEPA_TEST_NOISE`` and ``GEPA_TEST_BLOCK_AFTER`` (see ``noise.py``).
+The world it serves honours ``GEPA_TEST_NOISE``, ``GEPA_TEST_BLOCK_AFTER`` (see ``noise.py``) and
+``GEPA_TEST_WORLD`` (the task it plays: ``triage``, or ``triage8``, see ``triage8.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any
 
-from .engine import World, word_count
+from .engine import TASK_ENV, TASKS, World, word_count
 from .noise import NOISE_ENV, Blocked, Noise
 
 HOST = "127.0.0.1"
@@ -320,13 +322,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds to sleep per chat call")
     parser.add_argument("--noise", type=Noise.parse, default=None, metavar="SPEC",
                         help=f'e.g. "noise=0.2,borderline=0.25,seed=7" (default: ${NOISE_ENV}, else none)')
+    parser.add_argument("--world", choices=TASKS, default=None,
+                        help=f"the task the world plays (default: ${TASK_ENV}, else triage)")
     args = parser.parse_args(argv)
 
     def terminate(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt  # stop cleanly on SIGTERM too
 
     signal.signal(signal.SIGTERM, terminate)
-    server = ScriptedServer(World(noise=args.noise), latency=args.latency, port=args.port).start()
+    server = ScriptedServer(World(noise=args.noise, task=args.world), latency=args.latency, port=args.port).start()
     try:
         # Announced inside the try: a launcher may stop us as soon as it has read this line.
         print(server.base_url, flush=True)  # the one line a launcher needs to read
