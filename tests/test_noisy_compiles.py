@@ -7,13 +7,12 @@ draws (the default) keeps them, and a noise-free compile is the same either way.
 from __future__ import annotations
 
 import json
-import textwrap
 from typing import Any
 
 import dspy
 import pytest
 import world
-from conftest import IN_PROCESS_LMS, TriageProject
+from conftest import IN_PROCESS_LMS, TRIAGE_TEST, TriageProject
 from world.engine import World
 from world.noise import Noise
 from world.triage8 import classify8, rules_learned8, triage8_splits, write_triage8_jsonl
@@ -26,21 +25,8 @@ from pytest_gepa.optimizer.run import run_optimizer
 # that test itself: it asserts the single-draw compile learns fewer than 7 of 8).
 SEED = 1
 
-EIGHT_RULE_TEST = '''
-import dspy
-from pytest_gepa import metrics
-
-class Triage(dspy.Signature):
-    """Classify the support ticket into one of: billing, claims, technical, account, shipping."""
-    ticket: str = dspy.InputField()
-    category: str = dspy.OutputField()
-
-def test_triage_prompt(gepa, gepa_examples):
-    data = gepa_examples("data/triage.jsonl", inputs=["ticket"])
-    metric = metrics.exact_match("category")
-    program = gepa.compile(dspy.ChainOfThought(Triage), data, metric=metric)
-    gepa.gate(program, data.test, metric=metric, min_score=0.0)
-'''
+# The DESIGN.md triage target with no threshold but the score itself: the rules learned are the measure.
+EIGHT_RULE_TEST = TRIAGE_TEST.format(min_score=0.0, max_drop=None)
 
 
 class _Watch:
@@ -101,7 +87,7 @@ def eight_rule_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("GEPA_TEST_NOISE", f"noise=0.1,borderline=0.25,seed={SEED}")
     project = TriageProject(pytester, lms=IN_PROCESS_LMS)
     write_triage8_jsonl(project.data)
-    project.write_test(source=textwrap.dedent(EIGHT_RULE_TEST))
+    project.write_test(source=EIGHT_RULE_TEST)
     return project
 
 
