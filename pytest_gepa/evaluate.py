@@ -255,15 +255,21 @@ def _uncached(lm: Any) -> Any:
     return lm.copy(cache=False)
 
 
-def _resampled(program: Any, lm: Any) -> Any:
-    """A copy of ``program`` whose predictors call their LM past dspy's cache."""
-    # The predictors' LMs are shared, not copied: dspy's deepcopy would copy each LM with its whole
-    # call history (hundreds of calls late in a compile), once per draw, and they are replaced below.
+def copy_program(program: Any) -> Any:
+    """A deep copy of ``program`` whose predictors share the original's LMs.
+
+    dspy's own deepcopy copies each predictor's LM with its whole call history (hundreds of calls
+    late in a compile); the draws and decisions that copy a program once per call must not."""
     shared = {id(p.lm): p.lm for _, p in program.named_predictors() if getattr(p, "lm", None) is not None}
     try:
-        resampled = copy.deepcopy(program, dict(shared))
+        return copy.deepcopy(program, dict(shared))
     except Exception:  # a program holding something deepcopy refuses: dspy's own tolerant copy
-        resampled = program.deepcopy()
+        return program.deepcopy()
+
+
+def _resampled(program: Any, lm: Any) -> Any:
+    """A copy of ``program`` whose predictors call their LM past dspy's cache."""
+    resampled = copy_program(program)
     for _, predictor in resampled.named_predictors():
         predictor.lm = _uncached(getattr(predictor, "lm", None) or lm)
     return resampled

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from statistics import mean
 from typing import Any
 
-from pytest_gepa.evaluate import draw_once
+from pytest_gepa.evaluate import copy_program, draw_once
 from pytest_gepa.metrics import Metric
 
 Side = tuple[str, Any]  # (candidate key, program)
@@ -92,7 +92,7 @@ class Draws:
     def program_for(self, candidate: dict[str, str]) -> Any | None:
         """The student with ``candidate``'s instructions, as dspy's adapter builds it; None when the
         candidate holds components that are not predictors' instructions (code: not drawn here)."""
-        program = self.student.deepcopy()
+        program = copy_program(self.student)
         names = {name for name, _ in program.named_predictors()}
         if not set(candidate) <= names:
             return None
