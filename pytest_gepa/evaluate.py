@@ -227,14 +227,14 @@ def _draw(program: Any, example: Any, metric: Metric, lm: Any) -> ExampleResult:
 
 
 def evaluate_one(program: Any, example: Any, metric: Metric, lm: Any, samples: int = 1,
-                 first_draw: int = 0) -> ExampleResult:
+                 fresh: bool = False) -> ExampleResult:
     """Run and score one example ``samples`` times; its score is the mean, its feedback the last draw's.
 
-    Draws are counted from ``first_draw``: draw 0 is the program's plain call (dspy's cache may
-    answer it); every other draw is a fresh call, past dspy's cache.
+    The first draw is the program's plain call (dspy's cache may answer it), every other one a fresh
+    call past dspy's cache; with ``fresh`` (a second look, the draws a compile records) all of them.
     """
-    draws = [_draw(program if k == 0 else _resampled(program, lm), example, metric, lm if k == 0 else _uncached(lm))
-             for k in range(first_draw, first_draw + samples)]
+    draws = [_draw(program, example, metric, lm) if k == 0 and not fresh
+             else _draw(_resampled(program, lm), example, metric, _uncached(lm)) for k in range(samples)]
     failed = next((d for d in draws if d.error is not None), None)
     if failed is not None:
         return failed
@@ -276,16 +276,16 @@ def _resampled(program: Any, lm: Any) -> Any:
 
 
 def evaluate(program: Any, examples: Sequence[Any], metric: Metric, *, lm: Any, threads: int,
-             samples: int = 1, first_draw: int = 0) -> Evaluation:
+             samples: int = 1, fresh: bool = False) -> Evaluation:
     """Score ``program`` on every example, ``samples`` draws each, up to ``threads`` examples at once."""
     samples = max(1, int(samples))
     if threads <= 1 or len(examples) <= 1:
-        return Evaluation(tuple(evaluate_one(program, ex, metric, lm, samples, first_draw) for ex in examples),
+        return Evaluation(tuple(evaluate_one(program, ex, metric, lm, samples, fresh) for ex in examples),
                           samples)
     # dspy keeps its settings in context variables: each worker thread runs in a copy of ours.
     context = contextvars.copy_context()
     with ThreadPoolExecutor(max_workers=min(threads, len(examples))) as pool:
-        futures = [pool.submit(context.copy().run, evaluate_one, program, ex, metric, lm, samples, first_draw)
+        futures = [pool.submit(context.copy().run, evaluate_one, program, ex, metric, lm, samples, fresh)
                    for ex in examples]
         return Evaluation(tuple(future.result() for future in futures), samples)
 

@@ -231,11 +231,6 @@ def _explain_unreadable_task_replies(target: Target, program: Any) -> None:
         )
 
 
-# The draws a compile records are numbered from here: each one a fresh call past dspy's cache, so
-# never an answer that decided (nor a gate's) read back from it.
-RECORDED_DRAWS = 1000
-
-
 def gate_candidate(ctx: BuildContext, target: Target, program: Any, devset: Sequence[Any], metric: Metric,
                    thresholds: Thresholds, caller: tuple[str, int] | None, *,
                    against_baseline: bool = False) -> GateResult:
@@ -273,7 +268,7 @@ def gate_candidate(ctx: BuildContext, target: Target, program: Any, devset: Sequ
                                                                 devset, metric, thresholds):
         return gate_result(evaluation, verdict)
     recorded = score(ctx, target, program, devset, metric, samples=thresholds.compile_samples,
-                     first_draw=RECORDED_DRAWS, what="the candidate (recording its draws)")
+                     fresh=True, what="the candidate (recording its draws)")
     target.report.resolution, note = conditional_resolution(
         recorded.draws, thresholds.max_drop, samples=thresholds.samples, max_samples=thresholds.max_samples,
         confidence=thresholds.confidence)

@@ -177,7 +177,7 @@ def _decide_in_stages(ctx: BuildContext, target: Target, program: Any, devset: S
         again = [example for example in devset if example_id(example) in plan]
         ctx.progress(f"  {target.name}: inconclusive; drawing {len(again)} examples {each} more times each "
                      f"(gepa_max_samples {thresholds.max_samples})")
-        more = score(ctx, target, program, again, metric, samples=each, first_draw=thresholds.samples)
+        more = score(ctx, target, program, again, metric, samples=each, fresh=True)
         redrawn.update({r.id: r for r in more.scored})
         return more.draws
 

@@ -83,11 +83,11 @@ def raise_first_miss(target: Target) -> None:
 
 
 def score(ctx: BuildContext, target: Target, program: Any, devset: Sequence[Any], metric: Metric, *,
-          samples: int, what: str = "the program", first_draw: int = 0) -> Evaluation:
+          samples: int, what: str = "the program", fresh: bool = False) -> Evaluation:
     """Score ``program`` on ``devset``; raise on a crash, a replay miss or too many LM errors."""
     with dspy_context(target):
         evaluation = evaluate(program, list(devset), metric, lm=target.lms.lm("task"),
-                              threads=ctx.settings.threads, samples=samples, first_draw=first_draw)
+                              threads=ctx.settings.threads, samples=samples, fresh=fresh)
     raise_first_miss(target)
     if evaluation.crashes:
         target.report.status = "error"
