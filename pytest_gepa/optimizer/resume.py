@@ -12,7 +12,6 @@ saved it, so a truncated or changed one is never handed to gepa; and what gepa d
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import re
 import shlex
@@ -23,6 +22,7 @@ from typing import Any
 
 from pytest_gepa._io import atomic_write
 from pytest_gepa.canonical import plain
+from pytest_gepa.code_reads import source_text
 from pytest_gepa.errors import describe_error
 
 RESUME_FOLDER = "gepa-resume"  # under pytest's cache directory: .pytest_cache/d/gepa-resume/
@@ -70,12 +70,7 @@ def source_fingerprint(program: Any) -> str:
     for _, module in getattr(program, "named_sub_modules", lambda: [])():
         if type(module) not in classes:
             classes.append(type(module))
-    texts = []
-    for cls in classes:
-        try:
-            texts.append(inspect.getsource(cls))
-        except (OSError, TypeError):  # defined where no source is kept (a REPL, exec): its name
-            texts.append(f"{cls.__module__}.{cls.__qualname__}")
+    texts = [source_text(cls) for cls in classes]  # a class defined where no source is kept: its name
     return hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
 
 
