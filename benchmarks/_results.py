@@ -18,7 +18,8 @@ from pathlib import Path
 
 from _harness import REPO, Report
 
-BLOCKS = ("analysis", "verdicts", "noisy", "resume", "promotion")  # resume, promotion: standalone scripts, pasted by hand
+# resume, promotion: written by standalone scripts (resume.py, promotion.py) and pasted by hand
+BLOCKS = ("analysis", "verdicts", "noisy", "resume", "promotion")
 
 
 COLUMNS = ("metric", "plugin", "baseline", "ratio", "target", "ok?")

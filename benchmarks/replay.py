@@ -39,6 +39,7 @@ from _harness import (
     scripted_server,
     seconds,
     total,
+    with_bytecode_cache,
 )
 from _project import NODEID, TriageHttpProject, write_dspy_only_suite
 
@@ -85,9 +86,7 @@ def bench(ctx: Context) -> None:
     workdir = ctx.folder("replay")
     project = TriageHttpProject(workdir / "project", rows=args.rows, json_adapter=True)
     dspy_only = write_dspy_only_suite(workdir / "dspy-only")
-    env = base_env(workdir)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+    env = with_bytecode_cache(base_env(workdir), workdir)
     env["BENCH_PHASES"] = str(project.phases)
     threads = args.threads
     with scripted_server(args.latency) as (server, requests):

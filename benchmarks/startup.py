@@ -11,7 +11,20 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from _harness import PYTHON, Context, Report, base_env, log, median, pytest_cmd, ratio, require_ok, run, seconds
+from _harness import (
+    PYTHON,
+    Context,
+    Report,
+    base_env,
+    log,
+    median,
+    pytest_cmd,
+    ratio,
+    require_ok,
+    run,
+    seconds,
+    with_bytecode_cache,
+)
 from _project import write_trivial_suite
 
 TITLE = "start-up: a run with no gepa test, plugin vs -p no:gepa"
@@ -28,12 +41,10 @@ def bench(ctx: Context) -> None:
     report, repeats, tests = ctx.report, ctx.args.startup_repeats, ctx.args.startup_tests
     workdir = ctx.folder("startup")
     suite = write_trivial_suite(workdir / "trivial", tests)
-    env = base_env(workdir)
     # Bytecode caching on, as an installed package runs (its wheel's .pyc files; pytest's own are
     # cached in site-packages): without it every start re-compiles the plugin's source, a cost no
     # installed plugin pays. The warm-up run below writes the cache.
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+    env = with_bytecode_cache(base_env(workdir), workdir)
     label = f"run {tests} trivial tests (-q)"
     raw: dict[str, dict[str, dict[str, list[float]]]] = {}
     for name, args in STARTUP_VARIANTS:
