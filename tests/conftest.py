@@ -178,6 +178,16 @@ def triage_project(pytester: pytest.Pytester) -> TriageProject:
     return TriageProject(pytester)
 
 
+@pytest.fixture(scope="module")
+def no_dspy_cache() -> Iterator[None]:
+    """dspy's cache off for a module, whatever an earlier test left configured (the world's tests
+    count the calls that reach it)."""
+    previous = dspy.cache
+    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
+    yield
+    dspy.cache = previous
+
+
 @pytest.fixture
 def scripted_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[world.ScriptedServer]:
     """The world as an OpenAI-compatible server on 127.0.0.1, its URL in GEPA_TEST_BASE_URL."""

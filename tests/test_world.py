@@ -12,7 +12,6 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +42,8 @@ RULES = {c.key: c.rule for c in CONVENTIONS}
 ALL_RULES = "\n".join([INSTRUCTION, *(c.rule for c in CONVENTIONS)])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def no_dspy_cache() -> Iterator[None]:
-    # Cached answers would hide calls from the counters these tests check.
-    previous = dspy.cache
-    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
-    yield
-    dspy.cache = previous
+# Cached answers would hide calls from the counters these tests check.
+pytestmark = pytest.mark.usefixtures("no_dspy_cache")
 
 
 def metric(gold: Any, pred: Any, trace: Any = None, pred_name: Any = None, pred_trace: Any = None) -> Any:

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +33,8 @@ ALL_RULES = "\n".join([INSTRUCTION, *(c.rule for c in CONVENTIONS8)])
 TICKETS = [row["ticket"] for row in triage8_rows()]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def no_dspy_cache() -> Iterator[None]:
-    previous = dspy.cache
-    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
-    yield
-    dspy.cache = previous
+# Cached answers would hide calls from the counters these tests check.
+pytestmark = pytest.mark.usefixtures("no_dspy_cache")
 
 
 def test_rows_are_distinct_and_split_so_every_rule_is_in_train_val_and_test() -> None:

@@ -38,7 +38,6 @@ class FinalPick:
     disputed: int = 0
     varied: bool = True
 
-
     def record(self) -> dict[str, Any]:
         return {"compared": self.compared, "val_means": [round(m, 4) for m in self.means], "picked": self.picked,
                 "gepa_pick": self.gepa_pick, "samples": self.samples, "max_draws_per_example": FINAL_CAP * self.samples,
