@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import gc
 import hashlib
 import inspect
 import json
@@ -21,8 +22,10 @@ import re
 import sys
 import sysconfig
 import textwrap
+import threading
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 # Frames of the standard library and installed packages; their code is counted by its name.
@@ -30,12 +33,35 @@ _LIBRARY_MARKERS = (*(f"{os.sep}{part}{os.sep}" for part in ("site-packages", "d
                     sysconfig.get_paths()["stdlib"] + os.sep, sysconfig.get_paths()["platstdlib"] + os.sep)
 _ADDRESS = re.compile(r" at 0x[0-9A-Fa-f]+")
 MAX_DEPTH = 8  # how far into nested values and helpers a fingerprint looks
+_PARSING = threading.RLock()
+
+
+@contextmanager
+def _no_collection() -> Iterator[None]:
+    """Hold off the garbage collector while ``ast.parse`` builds a tree (``inspect.getsource`` of a
+    class parses the class's whole module).
+
+    Python 3.11 keeps the parse's recursion count once per interpreter. A collection inside the
+    parse runs finalizers, and one that parses in turn (pytest formats the traceback of an exception
+    raised in a finalizer, such as an unclosed socket's warning made an error, and 3.11's traceback
+    parses) leaves the count off: the outer parse then fails with "SystemError: AST constructor
+    recursion depth mismatch" (fixed in 3.12). The tree takes milliseconds; collection waits for it.
+    """
+    with _PARSING:  # one parse at a time re-enables the collector only once the last one is done
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            yield
+        finally:
+            if was_enabled:
+                gc.enable()
 
 
 def source_text(obj: Any) -> str:
     """``obj``'s source, or its qualified name where none is kept (a REPL, ``exec``, a C type)."""
     try:
-        return inspect.getsource(obj)
+        with _no_collection():
+            return inspect.getsource(obj)
     except (OSError, TypeError):
         return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
 
@@ -83,7 +109,8 @@ def _global_names(code: types.CodeType) -> set[str]:
 def _spelled_defaults(fn: types.FunctionType) -> set[str]:
     """Parameters whose default is a literal in the source (``trace=None``): the text holds them."""
     try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+        with _no_collection():
+            tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
     except (OSError, TypeError, SyntaxError):
         return set()
     for node in ast.walk(tree):

@@ -5,13 +5,17 @@ the helpers it calls."""
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import functools
+import gc
 import hashlib
 import importlib.util
 import inspect
 import sys
 import textwrap
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +238,50 @@ def test_literal_defaults_and_modules_leave_a_plain_functions_fingerprint_as_it_
 def test_the_ready_metrics_keep_their_own_fingerprints() -> None:
     assert metric_fingerprint(exact_match("category")) == "exact_match:category:nocase"
     assert metric_fingerprint(exact_match("category", case_sensitive=True)) == "exact_match:category:case"
+
+
+class _FinalizerThatParses:
+    """Cyclic garbage whose finalizer parses, as pytest's hook for an exception raised in a finalizer
+    does (it formats the traceback, which Python 3.11 parses), and leaves the next such garbage."""
+
+    left = 0
+
+    def __init__(self) -> None:
+        self.me = self
+
+    def __del__(self) -> None:
+        ast.parse("answer = (1 + 2) * 3")
+        if _FinalizerThatParses.left > 0:
+            _FinalizerThatParses.left -= 1
+            _FinalizerThatParses()
+
+
+@contextlib.contextmanager
+def _collections_that_parse() -> Iterator[None]:
+    """A garbage collection at every allocation, each finding a finalizer that parses: on Python 3.11
+    an ``ast.parse`` interrupted so fails with "AST constructor recursion depth mismatch". (A
+    context, not a fixture: pytest parses source to report a failure, which must run without it.)"""
+    threshold = gc.get_threshold()
+    _FinalizerThatParses.left = 100_000
+    gc.set_threshold(1)
+    _FinalizerThatParses()
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        _FinalizerThatParses.left = 0
+        gc.collect()
+
+
+def test_a_collection_while_a_fingerprint_reads_source_does_not_break_the_compile() -> None:
+    # The compile fingerprints the program's classes (inspect.getsource parses a class's module)
+    # and the metric's spelled defaults (parsed too); a collection in either was a SystemError.
+    import dspy
+
+    from pytest_gepa.optimizer.resume import source_fingerprint
+
+    program = dspy.ChainOfThought("ticket -> category")
+    expected = source_fingerprint(program), metric_fingerprint(_plain_metric)
+    with _collections_that_parse():
+        during = source_fingerprint(program), metric_fingerprint(_plain_metric)
+    assert during == expected
