@@ -15,14 +15,14 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pytest_gepa._io import atomic_write
 from pytest_gepa.canonical import digest, plain
-from pytest_gepa.errors import CassetteMissError, GepaError, redact
+from pytest_gepa.errors import CassetteMissError, GepaError, redact, redactor
 
 # Settings that say how to reach the endpoint or who is calling, never what is asked: they stay out
 # of keys (a replay has no key and no server) and out of files (they can hold secrets).
@@ -70,14 +70,14 @@ def request_key(request: dict[str, Any]) -> str:
     return digest(request, length=KEY_LENGTH)
 
 
-def _redacted(value: Any) -> Any:
+def _redacted(value: Any, hide: Callable[[str], str]) -> Any:
     """``value`` with every secret the plugin knows of hidden in its strings (the key is taken before)."""
     if isinstance(value, str):
-        return redact(value)
+        return hide(value)
     if isinstance(value, dict):
-        return {key: _redacted(item) for key, item in value.items()}
+        return {key: _redacted(item, hide) for key, item in value.items()}
     if isinstance(value, list):
-        return [_redacted(item) for item in value]
+        return [_redacted(item, hide) for item in value]
     return value
 
 
@@ -157,7 +157,8 @@ class Cassette:
         return None if entry is None else list(entry["response"])
 
     def add(self, key: str, role: str, request: dict[str, Any], response: list[Any]) -> None:
-        line = {"key": key, "role": role, "request": _redacted(request), "response": _json_ready(response)}
+        # The request is redacted as the file is written (``text``), once for every line, not on each call.
+        line = {"key": key, "role": role, "request": request, "response": _json_ready(response)}
         with self._lock:
             self.entries.setdefault(key, line)
 
@@ -184,6 +185,9 @@ class Cassette:
         same run is a zero diff."""
         with self._lock:
             lines = {**self.entries, **self.capabilities}
+        hide = redactor()
+        lines.update({key: {**line, "request": _redacted(line["request"], hide)}
+                      for key, line in lines.items() if "request" in line})
         return "".join(json.dumps(lines[key], sort_keys=True, ensure_ascii=False) + "\n" for key in sorted(lines))
 
     def save(self) -> None:
