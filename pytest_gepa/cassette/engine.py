@@ -53,6 +53,8 @@ class CassetteEngine:
         self.target = target
         self.model = str(inner.model)
         self.model_type = str(getattr(inner, "model_type", "chat"))
+        self._answers: dict[str, Any] = {}  # the wrapped LM's answers to dspy's capability questions
+        self._quiet: Any = None  # the wrapped LM without its callbacks, made at the first recorded call
 
     def current_cassette(self) -> Cassette | None:
         return self.cassette if isinstance(self.cassette, Cassette) else self.cassette()
@@ -73,8 +75,14 @@ class CassetteEngine:
         return live_capabilities(self.inner)
 
     def _supports(self, name: str, recorded: Callable[[Capabilities], bool]) -> bool:
-        # Recording asks the wrapped LM only the question asked, as the adapter would have.
-        return recorded(self.capabilities()) if self.replay else bool(getattr(self.inner, name, False))
+        return recorded(self.capabilities()) if self.replay else bool(self._ask_inner(name))
+
+    def _ask_inner(self, name: str) -> Any:
+        """Recording asks the wrapped LM only the question asked, as the adapter would have, and once:
+        dspy asks before every call, and a model's answer (a catalog or litellm lookup) does not change."""
+        if name not in self._answers:
+            self._answers[name] = getattr(self.inner, name, None)
+        return self._answers[name]
 
     @property
     def supports_function_calling(self) -> bool:
@@ -92,7 +100,7 @@ class CassetteEngine:
     def supported_params(self) -> set[str]:
         if self.replay:
             return set(self.capabilities().params)
-        return {str(p) for p in (getattr(self.inner, "supported_params", None) or ())}
+        return {str(p) for p in (self._ask_inner("supported_params") or ())}
 
     # -- the engine contract ----------------------------------------------------------------------
 
@@ -138,6 +146,15 @@ class CassetteEngine:
         cassette.misses.append(miss)
         return miss
 
+    def _quiet_inner(self) -> Any:
+        """The wrapped LM without its callbacks, made once (a copy shares the LM's engines and
+        connections; two threads making it at once make two equal copies, either is right)."""
+        if self._quiet is None:
+            quiet = self.inner.copy()
+            quiet.callbacks = []
+            self._quiet = quiet
+        return self._quiet
+
     def _call_inner(self, request: Request) -> Response:
         """The wrapped LM answers the canonical request through its own engine choice.
 
@@ -146,10 +163,8 @@ class CassetteEngine:
         callbacks, history and usage accounting of this call: the inner call runs without them, so
         nothing is counted twice.
         """
-        inner = self.inner.copy()
-        inner.callbacks = []
         with dspy.context(usage_tracker=None, disable_history=True, callbacks=[]):
-            response = inner(request, cache=False)
+            response = self._quiet_inner()(request, cache=False)
         if not isinstance(response, Response):
             raise TypeError(f"{self.model!r}: the wrapped LM answered a Request with {type(response).__name__}, "
                             "not a dspy.lm15.Response")
