@@ -233,8 +233,19 @@ def evaluate_one(program: Any, example: Any, metric: Metric, lm: Any, samples: i
     The first draw is the program's plain call (dspy's cache may answer it), every other one a fresh
     call past dspy's cache; with ``fresh`` (a second look, the draws a compile records) all of them.
     """
-    draws = [_draw(program, example, metric, lm) if k == 0 and not fresh
-             else _draw(_resampled(program, lm), example, metric, _uncached(lm)) for k in range(samples)]
+    return _combined([_draw_number(program, example, metric, lm, k, fresh) for k in range(samples)])
+
+
+def _draw_number(program: Any, example: Any, metric: Metric, lm: Any, k: int, fresh: bool) -> ExampleResult:
+    """Draw ``k`` of ``example``: draw 0 is the program's plain call unless ``fresh``, every other a
+    fresh one."""
+    if k == 0 and not fresh:
+        return _draw(program, example, metric, lm)
+    return _draw(_resampled(program, lm), example, metric, _uncached(lm))
+
+
+def _combined(draws: Sequence[ExampleResult]) -> ExampleResult:
+    """One example's draws as its result: the first failure, else the mean with the last draw's feedback."""
     failed = next((d for d in draws if d.error is not None), None)
     if failed is not None:
         return failed
@@ -279,15 +290,17 @@ def evaluate(program: Any, examples: Sequence[Any], metric: Metric, *, lm: Any, 
              samples: int = 1, fresh: bool = False) -> Evaluation:
     """Score ``program`` on every example, ``samples`` draws each, up to ``threads`` examples at once."""
     samples = max(1, int(samples))
-    if threads <= 1 or len(examples) <= 1:
+    if threads <= 1 or len(examples) * samples <= 1:
         return Evaluation(tuple(evaluate_one(program, ex, metric, lm, samples, fresh) for ex in examples),
                           samples)
+    # Each draw is its own job, so ten examples drawn three times keep every thread busy to the end
+    # (ten jobs of three calls leave two of four threads idle for the last three calls).
     # dspy keeps its settings in context variables: each worker thread runs in a copy of ours.
     context = contextvars.copy_context()
-    with ThreadPoolExecutor(max_workers=min(threads, len(examples))) as pool:
-        futures = [pool.submit(context.copy().run, evaluate_one, program, ex, metric, lm, samples, fresh)
-                   for ex in examples]
-        return Evaluation(tuple(future.result() for future in futures), samples)
+    with ThreadPoolExecutor(max_workers=min(threads, len(examples) * samples)) as pool:
+        futures = [[pool.submit(context.copy().run, _draw_number, program, ex, metric, lm, k, fresh)
+                    for k in range(samples)] for ex in examples]
+        return Evaluation(tuple(_combined([draw.result() for draw in draws]) for draws in futures), samples)
 
 
 def draw_once(program: Any, example: Any, metric: Metric, lm: Any) -> float | None:
