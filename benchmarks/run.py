@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, str] = {
     "verdicts": "verdicts",  # the point gate and decide under noise, simulated
     "noisy": "noisy_gates",  # real pytest gates against the noisy world, next to the simulation
     "noisy-compile": "noisy_compiles",  # compiles against the noisy world, one draw vs gepa_compile_samples
+    "recording": "recording",  # one LM call behind the meter and cassette vs a plain dspy call
 }
 
 
