@@ -280,3 +280,21 @@ def test_a_saved_cassette_reads_like_a_source_file(tmp_path: Path) -> None:
     assert lines == sorted(lines, key=lambda line: json.loads(line)["key"])
     assert all(line == json.dumps(json.loads(line), sort_keys=True, ensure_ascii=False) for line in lines)
     assert Cassette.load(path).text() == path.read_text()
+
+
+def test_a_request_made_again_while_recording_is_a_fresh_call_and_replays_in_turn(tmp_path: Path) -> None:
+    # The draws of one example are the same request made again: each must reach the LM (or a noisy
+    # model looks steady to the compile's decisions and to the draws the artifact records), and a
+    # replay must serve the answers the recording saw, in turn, then from the first again.
+    inner = counting_lm()
+    cassette = Cassette(tmp_path / "draws.cassette.jsonl")
+    recorder = wrap(inner, role="task", cassette=cassette, replay=False)
+    recorded = [recorder("Classify: my card was charged twice.") for _ in range(3)]
+    assert recorded == [["answer 1"], ["answer 2"], ["answer 3"]] and len(inner.engine.calls) == 3
+    cassette.save()
+    (call,) = [line for line in map(json.loads, cassette.path.read_text().splitlines()) if "response" in line]
+    assert call["response"] == ["answer 1", "answer 2", "answer 3"]
+
+    replay = _replayer(Cassette.load(cassette.path), counting_lm())
+    replayed = [replay("Classify: my card was charged twice.") for _ in range(4)]
+    assert replayed == [["answer 1"], ["answer 2"], ["answer 3"], ["answer 1"]]

@@ -108,11 +108,13 @@ class CassetteEngine:
         document = request_document(request, model_type=self.model_type)
         key = request_key(document)
         cassette = self.current_cassette()
-        recorded = cassette.lookup(key) if cassette is not None else None
-        if recorded is not None:
-            return response_of(recorded, model=request.model)
         if self.replay:
-            raise self._miss(cassette, document)
+            recorded = cassette.lookup(key) if cassette is not None else None
+            if recorded is None:
+                raise self._miss(cassette, document)
+            return response_of(recorded, model=request.model)
+        # Recording: every call reaches the LM, a repeated request too (the draws of an example are
+        # fresh calls, as without a cassette), and the cassette keeps every answer.
         response = self._call_inner(request)
         if cassette is not None:
             if not cassette.has_capabilities(self.role, self.model):

@@ -114,6 +114,7 @@ class Cassette:
     misses: list[CassetteMissError] = field(default_factory=list)
     target: str = ""  # the node id whose calls these are, for messages
     replayed: int = 0  # calls answered from this cassette
+    _served: dict[str, int] = field(default_factory=dict, repr=False)  # answers replayed so far, by key
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -150,17 +151,29 @@ class Cassette:
         return self  # shared by every copy of the LM that uses it
 
     def lookup(self, key: str) -> list[Any] | None:
+        """The next recorded answer to ``key`` (as a one-answer list), or None: a request made several
+        times (the draws of one example) gets the answers recorded for it in turn, then the first again."""
         with self._lock:
             entry = self.entries.get(key)
-            if entry is not None:
-                self.replayed += 1
-        return None if entry is None else list(entry["response"])
+            if entry is None:
+                return None
+            answers = entry["response"]
+            served = self._served.get(key, 0)
+            self._served[key] = served + 1
+            self.replayed += 1
+        return [answers[served % len(answers)]] if answers else []
 
     def add(self, key: str, role: str, request: dict[str, Any], response: list[Any]) -> None:
-        # The request is redacted as the file is written (``text``), once for every line, not on each call.
-        line = {"key": key, "role": role, "request": request, "response": _json_ready(response)}
+        """Keep one answer to ``key``; a request made again keeps every answer, in order, so a replay
+        sees the draws the recording saw (one answer for all would make a noisy model look steady)."""
+        answers = _json_ready(response)
         with self._lock:
-            self.entries.setdefault(key, line)
+            entry = self.entries.get(key)
+            if entry is None:
+                # The request is redacted as the file is written (``text``), once for every line.
+                self.entries[key] = {"key": key, "role": role, "request": request, "response": list(answers)}
+            else:
+                entry["response"].extend(answers)
 
     def note_capabilities(self, role: str, model: str, capabilities: Capabilities) -> None:
         key = capabilities_key(role, model)
