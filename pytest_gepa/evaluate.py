@@ -288,7 +288,7 @@ def _resampled(program: Any, lm: Any) -> Any:
 
 def evaluate(program: Any, examples: Sequence[Any], metric: Metric, *, lm: Any, threads: int,
              samples: int = 1, fresh: bool = False) -> Evaluation:
-    """Score ``program`` on every example, ``samples`` draws each, up to ``threads`` examples at once."""
+    """Score ``program`` on every example, ``samples`` draws each, up to ``threads`` draws at once."""
     samples = max(1, int(samples))
     if threads <= 1 or len(examples) * samples <= 1:
         return Evaluation(tuple(evaluate_one(program, ex, metric, lm, samples, fresh) for ex in examples),
@@ -306,5 +306,5 @@ def evaluate(program: Any, examples: Sequence[Any], metric: Metric, *, lm: Any, 
 def draw_once(program: Any, example: Any, metric: Metric, lm: Any) -> float | None:
     """One fresh draw of ``program`` on ``example``, past dspy's cache: its score, or None when the
     LM failed or the code crashed."""
-    result = _draw(_resampled(program, lm), example, metric, _uncached(lm))
+    result = _draw_number(program, example, metric, lm, 0, fresh=True)
     return None if result.error is not None else result.score
