@@ -72,7 +72,7 @@ class CassetteEngine:
             cassette = self.current_cassette()
             recorded = cassette.capabilities_of(self.role, self.model) if cassette is not None else None
             return recorded if recorded is not None else Capabilities()
-        return live_capabilities(self.inner)
+        return live_capabilities(self._ask_inner)
 
     def _supports(self, name: str, recorded: Callable[[Capabilities], bool]) -> bool:
         return recorded(self.capabilities()) if self.replay else bool(self._ask_inner(name))
@@ -118,7 +118,7 @@ class CassetteEngine:
         response = self._call_inner(request)
         if cassette is not None:
             if not cassette.has_capabilities(self.role, self.model):
-                cassette.note_capabilities(self.role, self.model, live_capabilities(self.inner))
+                cassette.note_capabilities(self.role, self.model, live_capabilities(self._ask_inner))
             cassette.add(key, self.role, document, outputs_of(response))
         return response
 
@@ -200,13 +200,14 @@ class AsyncCassetteEngine:
         return cls(CassetteEngine.load_state(state))
 
 
-def live_capabilities(lm: Any) -> Capabilities:
-    """What ``lm`` says it supports (dspy asks its model catalog, or litellm: only while recording)."""
+def live_capabilities(ask: Callable[[str], Any]) -> Capabilities:
+    """What the wrapped LM says it supports, each question put through ``ask`` (dspy asks its model
+    catalog, or litellm: only while recording)."""
     return Capabilities(
-        function_calling=bool(getattr(lm, "supports_function_calling", False)),
-        reasoning=bool(getattr(lm, "supports_reasoning", False)),
-        response_schema=bool(getattr(lm, "supports_response_schema", False)),
-        params=frozenset(str(p) for p in (getattr(lm, "supported_params", None) or ())),
+        function_calling=bool(ask("supports_function_calling")),
+        reasoning=bool(ask("supports_reasoning")),
+        response_schema=bool(ask("supports_response_schema")),
+        params=frozenset(str(p) for p in (ask("supported_params") or ())),
     )
 
 
