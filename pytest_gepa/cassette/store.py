@@ -196,11 +196,10 @@ class Cassette:
     def text(self) -> str:
         """The file's text: one sorted-keys line per entry, sorted by key, so a re-recording of the
         same run is a zero diff."""
-        with self._lock:
-            lines = {**self.entries, **self.capabilities}
         hide = redactor()
-        lines.update({key: {**line, "request": _redacted(line["request"], hide)}
-                      for key, line in lines.items() if "request" in line})
+        with self._lock:
+            calls = {key: {**line, "request": _redacted(line["request"], hide)} for key, line in self.entries.items()}
+            lines = {**calls, **self.capabilities}
         return "".join(json.dumps(lines[key], sort_keys=True, ensure_ascii=False) + "\n" for key in sorted(lines))
 
     def save(self) -> None:
