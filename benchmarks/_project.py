@@ -5,7 +5,8 @@ LMs reached over HTTP (the scripted world's server) as a user names them: their 
 a conftest (dspy's default engine, or litellm forced), or model strings. Its test records when
 ``gepa.compile`` and ``gepa.gate`` start and end (wall-clock ``time.time()``, which the server's
 request log shares), so each LM request can be attributed to the phase that made it.
-``write_trivial_suite`` is a plain suite with no gepa tests at all, and ``write_dspy_only_suite``
+``write_trivial_suite`` is a plain suite with no gepa tests at all, ``write_plain_gepa_suite`` the
+plain ``dspy.GEPA`` script as one test of a bare pytest run, and ``write_dspy_only_suite``
 one test that only imports dspy.
 """
 
@@ -245,6 +246,30 @@ def test_imports_dspy():
 
     assert dspy.Predict
 '''
+
+
+# The compile benchmark's second baseline: the plain dspy.GEPA script (plain_gepa.py) run as a test of
+# a bare pytest session (-p no:gepa), as a team without the plugin would put a compile in its suite.
+PLAIN_GEPA_TEST = '''
+import json
+import os
+import sys
+
+sys.path.insert(0, os.environ["BENCH_DIR"])
+import plain_gepa
+
+
+def test_plain_gepa_compile():
+    assert plain_gepa.main(json.loads(os.environ["BENCH_PLAIN_ARGV"])) == 0
+'''
+
+
+def write_plain_gepa_suite(root: Path) -> Path:
+    """One test that runs ``plain_gepa.main`` with the arguments in ``BENCH_PLAIN_ARGV`` (JSON)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    (root / "test_plain_gepa.py").write_text(PLAIN_GEPA_TEST.lstrip(), encoding="utf-8")
+    return root
 
 
 def write_dspy_only_suite(root: Path) -> Path:

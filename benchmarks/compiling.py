@@ -33,12 +33,14 @@ from _harness import (
     total,
     with_bytecode_cache,
 )
-from _project import NODEID, TriageHttpProject
+from _project import NODEID, TriageHttpProject, write_plain_gepa_suite
 
 TITLE = "compile: pytest --gepa-compile vs plain dspy.GEPA"
 
 
 # The plain script's flags that name its LMs as each kind of project does (see _project.LM_KINDS).
+# The kinds also measured against the plain script run as a test of a bare pytest run.
+IN_PYTEST_KINDS = ("own", "strings")
 PLAIN_LM_ARGS = {"own": (), "own-litellm": ("--engine", "litellm"), "strings": ("--models", "strings")}
 KIND_TEXT = {"own-litellm": "own dspy.LM, engine='litellm' forced on both sides",
              "strings": "model strings (gepa_task_lm = bench/task; plain: dspy.LM('bench/task'))"}
@@ -53,6 +55,8 @@ def bench(ctx: Context) -> None:
         warm = ctx.triage(kind)
         warm_env = with_bytecode_cache(warm.env, ctx.workdir)
         plain_compile(warm.project, warm.server, warm.requests, warm_env, args.threads, "30")
+        if kind in IN_PYTEST_KINDS:
+            plain_compile(warm.project, warm.server, warm.requests, warm_env, args.threads, "30", in_pytest=True)
         plugin_compile(warm.project, warm.requests, warm_env, args.threads, "30", early_stop=False)
     bench_compile(ctx.report, triage.project, triage.server, triage.requests, env, args.repeats,
                   args.threads, args.budget)
@@ -67,13 +71,20 @@ def bench_compile_pair(report: Report, kind: str, project: TriageHttpProject, se
     """End to end, equal budget: the plugin's compile vs the plain script, both naming LMs as ``kind``."""
     plugin: list[CompileRun] = []
     plain: list[CompileRun] = []
+    in_pytest: list[CompileRun] = []
+    steps = [lambda: plain.append(plain_compile(project, server, requests, env, threads, budget)),
+             lambda: plugin.append(plugin_compile(project, requests, env, threads, budget, early_stop=False))]
+    if kind in IN_PYTEST_KINDS:
+        steps.append(lambda: in_pytest.append(plain_compile(project, server, requests, env, threads, budget,
+                                                            in_pytest=True)))
     for i in range(repeats):
-        steps = [lambda: plain.append(plain_compile(project, server, requests, env, threads, budget)),
-                 lambda: plugin.append(plugin_compile(project, requests, env, threads, budget, early_stop=False))]
-        for step in steps if i % 2 == 0 else steps[::-1]:
+        # Rotate the order each repeat, so no side always runs right after the same neighbour.
+        for step in steps[i % len(steps):] + steps[: i % len(steps)]:
             step()
-        log(f"compile ({kind}): plugin {plugin[-1].wall:.2f}s vs plain {plain[-1].wall:.2f}s")
-    report.raw[f"compile-{kind}"] = {"plugin": [vars(r) for r in plugin], "plain": [vars(r) for r in plain]}
+        log(f"compile ({kind}): plugin {plugin[-1].wall:.2f}s vs plain {plain[-1].wall:.2f}s"
+            + (f" (in pytest {in_pytest[-1].wall:.2f}s)" if in_pytest else ""))
+    report.raw[f"compile-{kind}"] = {"plugin": [vars(r) for r in plugin], "plain": [vars(r) for r in plain],
+                                     "plain-in-pytest": [vars(r) for r in in_pytest]}
     sec = f"2c compile, {KIND_TEXT[kind]}"
     wall = [r.wall for r in plugin], [r.wall for r in plain]
     r = ratio(median(wall[0]), median(wall[1]))
@@ -82,6 +93,8 @@ def bench_compile_pair(report: Report, kind: str, project: TriageHttpProject, se
     cpu = [r.cpu for r in plugin], [r.cpu for r in plain]
     report.add(sec, "  CPU time of the whole process (user+sys)", seconds(cpu[0]), seconds(cpu[1]),
                ratio(median(cpu[0]), median(cpu[1])), "-", None)
+    if in_pytest:
+        add_in_pytest_rows(report, sec, plugin, plain, in_pytest)
     report.add(sec, "LM calls in the GEPA phase", calls_text(plugin, lambda x: x.compile_calls),
                calls_text(plain, lambda x: x.compile_calls), ratio(median([total(x.compile_calls) for x in plugin]),
                                                                   median([total(x.compile_calls) for x in plain])),
@@ -139,20 +152,29 @@ def plugin_compile(project: TriageHttpProject, requests: RequestLog, env: dict[s
 
 
 def plain_compile(project: TriageHttpProject, server: Any, requests: RequestLog, env: dict[str, str],
-                  threads: int, budget: str) -> CompileRun:
+                  threads: int, budget: str, in_pytest: bool = False) -> CompileRun:
+    """The plain script as a process of its own, or (``in_pytest``) as the one test of a bare pytest
+    run (``-p no:gepa``): the same script with pytest's start-up and teardown around it."""
     out = project.root / "plain.json"
     out.unlink(missing_ok=True)
-    cmd = [PYTHON, str(BENCH / "plain_gepa.py"), "--base-url", server.base_url, "--data", str(project.data),
-           "--out", str(out), "--budget", budget, "--threads", str(threads), "--seed", "0",
-           *PLAIN_LM_ARGS[project.lms]]
+    argv = ["--base-url", server.base_url, "--data", str(project.data), "--out", str(out), "--budget", budget,
+            "--threads", str(threads), "--seed", "0", *PLAIN_LM_ARGS[project.lms]]
+    if in_pytest:
+        who = "plain dspy.GEPA in a bare pytest run"
+        suite = write_plain_gepa_suite(project.root.with_name(f"{project.root.name}-plain-pytest"))
+        cwd, cmd = suite, pytest_cmd("-q", "-p", "no:gepa", "test_plain_gepa.py")
+        env = {**env, "BENCH_DIR": str(BENCH), "BENCH_PLAIN_ARGV": json.dumps(argv)}
+    else:
+        who = "plain dspy.GEPA"
+        cwd, cmd = project.root, [PYTHON, str(BENCH / "plain_gepa.py"), *argv]
     mark = requests.mark()
-    result = run(cmd, cwd=project.root, env=env)
-    require_ok("compile: plain dspy.GEPA", result)
+    result = run(cmd, cwd=cwd, env=env)
+    require_ok(f"compile: {who}", result)
     entries = requests.since(mark)
     data = json.loads(out.read_text(encoding="utf-8"))
     phases = data["phases"]
     return CompileRun(
-        who="plain dspy.GEPA", wall=result.wall, cpu=result.cpu,
+        who=who, wall=result.wall, cpu=result.cpu,
         compile_wall=phases["compile"][1] - phases["compile"][0], compile_cpu=float(data["compile_cpu"]),
         gate_wall=phases["gate"][1] - phases["gate"][0],
         calls=calls_by_role(entries), compile_calls=calls_by_role(entries, phases["compile"]),
@@ -174,20 +196,21 @@ def calls_text(runs: Sequence[CompileRun], pick: Callable[[CompileRun], dict[str
 
 def bench_compile(report: Report, project: TriageHttpProject, server: Any, requests: RequestLog,
                   env: dict[str, str], repeats: int, threads: int, budget: str) -> None:
-    runs: dict[str, list[CompileRun]] = {"off": [], "default": [], "plain": []}
+    runs: dict[str, list[CompileRun]] = {"off": [], "default": [], "plain": [], "plain-in-pytest": []}
     steps: list[tuple[str, Callable[[], CompileRun]]] = [
         ("plain", lambda: plain_compile(project, server, requests, env, threads, budget)),
         ("off", lambda: plugin_compile(project, requests, env, threads, budget, early_stop=False)),
         ("default", lambda: plugin_compile(project, requests, env, threads, budget, early_stop=True)),
+        ("plain-in-pytest", lambda: plain_compile(project, server, requests, env, threads, budget, in_pytest=True)),
     ]
     for i in range(repeats):
         # Rotate the order each repeat, so no side always runs right after the same neighbour.
-        for key, step in steps[i % 3:] + steps[: i % 3]:
+        for key, step in steps[i % len(steps):] + steps[: i % len(steps)]:
             result = step()
             runs[key].append(result)
             log(f"compile {result.who}: {result.wall:.2f}s, calls {result.calls}, test {result.test}")
     report.raw["compile"] = {key: [vars(r) for r in rs] for key, rs in runs.items()}
-    off, default, plain = runs["off"], runs["default"], runs["plain"]
+    off, default, plain, in_pytest = runs["off"], runs["default"], runs["plain"], runs["plain-in-pytest"]
 
     def walls(rs: Sequence[CompileRun], attr: str) -> list[float]:
         return [float(getattr(r, attr)) for r in rs]
@@ -199,6 +222,7 @@ def bench_compile(report: Report, project: TriageHttpProject, server: Any, reque
     r = ratio(median(walls(off, "cpu")), median(walls(plain, "cpu")))
     report.add(sec, "  CPU time of the whole process (user+sys; steadier than wall on a busy machine)",
                seconds(walls(off, "cpu")), seconds(walls(plain, "cpu")), r, "-", None)
+    add_in_pytest_rows(report, sec, off, plain, in_pytest)
     r = ratio(median(walls(off, "compile_wall")), median(walls(plain, "compile_wall")))
     report.add(sec, "GEPA phase wall (gepa.compile vs optimizer.compile)", seconds(walls(off, "compile_wall")),
                seconds(walls(plain, "compile_wall")), r, "<= 1.1x", r <= 1.1)
@@ -252,6 +276,20 @@ def bench_compile(report: Report, project: TriageHttpProject, server: Any, reque
         f"GEPA metric calls (rollouts) seen: plain {[x.metric_calls for x in plain]}, plugin off "
         f"{[x.metric_calls for x in off]}, plugin default {[x.metric_calls for x in default]} ({metric_calls})."
     )
+
+
+def add_in_pytest_rows(report: Report, sec: str, plugin: Sequence[CompileRun], plain: Sequence[CompileRun],
+                       in_pytest: Sequence[CompileRun]) -> None:
+    """The plugin against the plain script run as a test of a bare pytest run, which pays pytest's own
+    start-up and teardown as the plugin does; and that pytest share itself, next to the script."""
+    wall = [r.wall for r in plugin], [r.wall for r in in_pytest]
+    report.add(sec, "end-to-end wall vs the same plain script as the one test of a bare pytest run (-p no:gepa)",
+               seconds(wall[0]), seconds(wall[1]), ratio(median(wall[0]), median(wall[1])), "-", None)
+    shares = [(r.before + r.after) for r in in_pytest], [(r.before + r.after) for r in plain]
+    report.notes.append(
+        f"{sec}: pytest's own share, the plain script in a bare pytest run vs as a script: end to end "
+        f"{median([r.wall for r in in_pytest]):.3f} s vs {median([r.wall for r in plain]):.3f} s; before the "
+        f"optimizer plus after the test split {median(shares[0]):.3f} s vs {median(shares[1]):.3f} s.")
 
 
 def scores_text(runs: Sequence[CompileRun]) -> str:
