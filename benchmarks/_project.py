@@ -182,6 +182,9 @@ class TriageHttpProject:
         # gepa.compile(..., name="triage") in test_gate.py loads <artifact dir>/test_gate/triage.json.
         self.gate_artifact = self.artifact_dir / "test_gate" / "triage.json"
         self.gates = root / "gates.jsonl"
+        # The compile benchmark's second baseline, written once: a rewritten test file would be
+        # re-rewritten by pytest's assertion rewriting on every run, a cost only that side would pay.
+        self.plain_suite = write_plain_gepa_suite(root.with_name(f"{root.name}-plain-pytest"))
 
     def splits(self) -> dict[str, int]:
         counts = {"train": 0, "val": 0, "test": 0}

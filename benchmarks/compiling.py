@@ -33,14 +33,14 @@ from _harness import (
     total,
     with_bytecode_cache,
 )
-from _project import NODEID, TriageHttpProject, write_plain_gepa_suite
+from _project import NODEID, TriageHttpProject
 
 TITLE = "compile: pytest --gepa-compile vs plain dspy.GEPA"
 
 
-# The plain script's flags that name its LMs as each kind of project does (see _project.LM_KINDS).
 # The kinds also measured against the plain script run as a test of a bare pytest run.
 IN_PYTEST_KINDS = ("own", "strings")
+# The plain script's flags that name its LMs as each kind of project does (see _project.LM_KINDS).
 PLAIN_LM_ARGS = {"own": (), "own-litellm": ("--engine", "litellm"), "strings": ("--models", "strings")}
 KIND_TEXT = {"own-litellm": "own dspy.LM, engine='litellm' forced on both sides",
              "strings": "model strings (gepa_task_lm = bench/task; plain: dspy.LM('bench/task'))"}
@@ -161,8 +161,7 @@ def plain_compile(project: TriageHttpProject, server: Any, requests: RequestLog,
             "--threads", str(threads), "--seed", "0", *PLAIN_LM_ARGS[project.lms]]
     if in_pytest:
         who = "plain dspy.GEPA in a bare pytest run"
-        suite = write_plain_gepa_suite(project.root.with_name(f"{project.root.name}-plain-pytest"))
-        cwd, cmd = suite, pytest_cmd("-q", "-p", "no:gepa", "test_plain_gepa.py")
+        cwd, cmd = project.plain_suite, pytest_cmd("-q", "-p", "no:gepa", "test_plain_gepa.py")
         env = {**env, "BENCH_DIR": str(BENCH), "BENCH_PLAIN_ARGV": json.dumps(argv)}
     else:
         who = "plain dspy.GEPA"
