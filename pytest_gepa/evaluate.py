@@ -226,19 +226,10 @@ def _draw(program: Any, example: Any, metric: Metric, lm: Any) -> ExampleResult:
     return ExampleResult(eid, result.score, result.feedback, inputs=inputs, output=output)
 
 
-def evaluate_one(program: Any, example: Any, metric: Metric, lm: Any, samples: int = 1,
-                 fresh: bool = False) -> ExampleResult:
-    """Run and score one example ``samples`` times; its score is the mean, its feedback the last draw's.
-
-    The first draw is the program's plain call (dspy's cache may answer it), every other one a fresh
-    call past dspy's cache; with ``fresh`` (a second look, the draws a compile records) all of them.
-    """
-    return _combined([_draw_number(program, example, metric, lm, k, fresh) for k in range(samples)])
-
-
 def _draw_number(program: Any, example: Any, metric: Metric, lm: Any, k: int, fresh: bool) -> ExampleResult:
-    """Draw ``k`` of ``example``: draw 0 is the program's plain call unless ``fresh``, every other a
-    fresh one."""
+    """Draw ``k`` of ``example``: draw 0 is the program's plain call (dspy's cache may answer it)
+    unless ``fresh`` (a second look, the draws a compile records), every other a fresh call past
+    dspy's cache."""
     if k == 0 and not fresh:
         return _draw(program, example, metric, lm)
     return _draw(_resampled(program, lm), example, metric, _uncached(lm))
@@ -291,8 +282,8 @@ def evaluate(program: Any, examples: Sequence[Any], metric: Metric, *, lm: Any, 
     """Score ``program`` on every example, ``samples`` draws each, up to ``threads`` draws at once."""
     samples = max(1, int(samples))
     if threads <= 1 or len(examples) * samples <= 1:
-        return Evaluation(tuple(evaluate_one(program, ex, metric, lm, samples, fresh) for ex in examples),
-                          samples)
+        return Evaluation(tuple(_combined([_draw_number(program, ex, metric, lm, k, fresh) for k in range(samples)])
+                                for ex in examples), samples)
     # Each draw is its own job, so ten examples drawn three times keep every thread busy to the end
     # (ten jobs of three calls leave two of four threads idle for the last three calls).
     # dspy keeps its settings in context variables: each worker thread runs in a copy of ours.
